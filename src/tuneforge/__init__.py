@@ -1,0 +1,35 @@
+"""tuneforge: fine-tune pretrained language models for one job and find out honestly whether it worked.
+
+Python API (mirrors the CLI):
+    tuneforge.train("examples/sentiment.yaml", overrides=["train.epochs=1"])
+    tuneforge.evaluate("runs/sentiment", "examples/sentiment/test.jsonl")
+    tuneforge.predict("runs/sentiment", ["great kettle"])
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def train(config: "str | Path | Any", overrides: list[str] | None = None, overwrite: bool = False,
+          quiet: bool = False) -> Any:
+    """Train from a YAML path or a Config; returns TrainOutcome(run_dir, eval)."""
+    from .config import Config, load_config
+    from .pipeline import train as _train
+
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    return _train(cfg, overwrite=overwrite, quiet=quiet)
+
+
+def evaluate(run: str | Path, data: str) -> dict[str, Any]:
+    from .pipeline import evaluate_run
+
+    return evaluate_run(Path(run), data)
+
+
+def predict(run: str | Path, texts: list[str]) -> list[dict[str, Any]]:
+    from .pipeline import predict_run
+
+    return predict_run(Path(run), texts=texts)

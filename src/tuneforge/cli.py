@@ -1,0 +1,140 @@
+"""The `tuneforge` command. User mistakes print one line (`error: ...`) and exit 2, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError, TuneforgeError
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pipeline import train
+
+    overrides = list(args.overrides)
+    if args.resume:
+        overrides.append("resume=true")
+    cfg = load_config(args.config, overrides)
+    if args.cv:
+        from .crossval import cross_validate
+
+        summary = cross_validate(cfg, args.cv, overwrite=args.overwrite)
+        print(json.dumps(summary["summary"], indent=2))
+        return 0
+    outcome = train(cfg, overwrite=args.overwrite, quiet=args.quiet)
+    print_summary(outcome.run_dir, outcome.eval)
+    return 0
+
+
+def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
+    keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro") if results["task"] == "classification" \
+        else ("exact_match", "token_f1", "rouge_l", "fact_accuracy", "perplexity")
+    print(f"\nrun: {run_dir}")
+    header = f"{'model':<12}{'split':<12}" + "".join(f"{k:>17}" for k in keys)
+    print(header)
+    for stage in ("base", "final"):
+        for split, m in results.get(stage, {}).items():
+            if split == "train":
+                continue
+            cells = "".join(f"{m[k]:>17.4f}" if isinstance(m.get(k), (int, float)) else f"{'-':>17}" for k in keys)
+            print(f"{'base' if stage == 'base' else 'fine-tuned':<12}{split:<12}{cells}")
+    diag = results.get("diagnosis")
+    if diag:
+        print(f"diagnosis: {diag['label']}" + (f" — {diag['advice'][0]}" if diag.get("advice") else ""))
+    t = results.get("training", {})
+    if t:
+        print(f"trained {t['steps']} steps in {t['train_seconds']:.1f}s ({t['tokens_per_s']:,.0f} tokens/s); "
+              f"{t['trainable_params']:,} trainable of {t['total_params']:,} parameters")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .pipeline import evaluate_run
+
+    metrics = evaluate_run(Path(args.run), args.data)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)):
+                print(f"{k:<20}{v:.4f}" if isinstance(v, float) else f"{k:<20}{v}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .pipeline import predict_run
+
+    if not args.text and not args.data and not args.prompt:
+        raise TuneforgeError("give --text \"...\", --prompt \"...\" or --data FILE")
+    rows = predict_run(Path(args.run), texts=(args.text or []) + (args.prompt or []), data=args.data)
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from .scan import scan_command
+
+    return scan_command(args.data, args.config, args.out, args.text)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "scan": _cmd_scan,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="tuneforge", description="Fine-tune pretrained language models and "
+                                     "find out honestly whether it worked.")
+    parser.add_argument("--version", action="version", version=f"tuneforge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fine-tune per a YAML config (dotted overrides: train.lr=3e-4)")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="key=value, e.g. method.r=16 train.epochs=2")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument("--cv", type=int, default=0, metavar="K", help="K-fold cross-validation instead of one run")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("eval", help="evaluate a trained run on a data file")
+    p.add_argument("run")
+    p.add_argument("--data", required=True)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="predict with a trained run")
+    p.add_argument("run")
+    p.add_argument("--text", action="append", help="text to classify (repeatable)")
+    p.add_argument("--prompt", action="append", help="prompt for an instruction run (repeatable)")
+    p.add_argument("--data", help="a data file of texts/prompts")
+
+    p = sub.add_parser("scan", help="PII and leakage audit of data files, no training")
+    p.add_argument("data", nargs="*", help="data files (first is train, others are checked against it)")
+    p.add_argument("--config", help="take files, columns and policies from a config")
+    p.add_argument("--text", action="append", help="text column(s) to scan (default: every text field)")
+    p.add_argument("--out", help="write data_audit.json here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TuneforgeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

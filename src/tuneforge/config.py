@@ -1,0 +1,341 @@
+"""The config: a tree of typed dataclasses loaded from YAML plus dotted CLI overrides.
+
+Validation walks the whole tree and reports every problem at once, each naming the key, the bad
+value and the fix. Key names are the contract with users (DESIGN.md): add keys freely, rename none.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _f(default: Any = dataclasses.MISSING, *, lo: float | None = None, hi: float | None = None,
+       doc: str = "", factory: Any = None) -> Any:
+    """A dataclass field with an allowed range and a one-line description for the README."""
+    meta = {"lo": lo, "hi": hi, "doc": doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class MethodConfig:
+    name: Literal["full", "lora", "qlora", "dora", "adapter", "freeze", "scratch"] = _f(
+        "lora", doc="how the model is trained")
+    r: int = _f(8, lo=1, hi=4096, doc="LoRA rank")
+    alpha: float = _f(16.0, lo=0, doc="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = _f(0.1, lo=0, hi=0.99, doc="dropout on the LoRA/adapter input")
+    targets: Union[str, list[str]] = _f("auto", doc="auto | all-linear | list of module names")
+    rslora: bool = _f(False, doc="rank-stabilized scaling alpha / sqrt(r)")
+    modules_to_save: Union[str, list[str]] = _f("auto", doc="extra fully trained modules (auto: the task head)")
+    reduction: int = _f(16, lo=1, doc="adapter bottleneck reduction factor")
+    adapter_style: Literal["houlsby", "pfeiffer"] = _f("houlsby", doc="where bottleneck adapters go")
+    layers: int = _f(2, lo=0, doc="freeze: number of top layers trained")
+
+
+@dataclass
+class DataConfig:
+    train: str = _f("", doc="training data file (JSONL, CSV, Parquet, or HF dataset dir)")
+    validation: Union[str, float, None] = _f(0.1, doc="a file, or a fraction split off train")
+    test: Union[str, float, None] = _f(None, doc="a file, or a fraction split off train")
+    text: str = _f("text", doc="column holding the input text")
+    label: str = _f("label", doc="column holding the label (classification)")
+    group: Union[str, None] = _f(None, doc="records sharing this column's value never straddle splits")
+    max_length: int = _f(256, lo=8, hi=131072, doc="tokens per example; longer ones are truncated")
+    format: Literal["auto", "pairs", "chat", "text"] = _f("auto", doc="instruction data layout")
+    prompt: str = _f("instruction", doc="instruction: prompt column")
+    input: str = _f("input", doc="instruction: optional extra input column")
+    response: str = _f("output", doc="instruction: response column")
+    messages: str = _f("messages", doc="instruction: chat messages column")
+    system: Union[str, None] = _f(None, doc="instruction: system prompt added to every example")
+    train_on_inputs: bool = _f(False, doc="instruction: also compute loss on prompt tokens")
+    packing: bool = _f(True, doc="instruction: pack examples padding-free into one sequence")
+    limit: Union[int, None] = _f(None, lo=1, doc="use only the first N training records")
+
+
+@dataclass
+class PrivacyConfig:
+    pii: Literal["off", "warn", "redact", "block"] = _f("redact", doc="what to do with PII found in the data")
+
+
+@dataclass
+class LeakageConfig:
+    policy: Literal["warn", "drop", "fail"] = _f("fail", doc="what to do when validation/test overlap train")
+    threshold: float = _f(0.8, lo=0.0, hi=1.0, doc="near-duplicate Jaccard threshold")
+    ngram: int = _f(13, lo=3, hi=64, doc="n-gram overlap length (words)")
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: Union[int, None] = _f(2, lo=1, doc="evaluations without improvement before stopping (null: off)")
+    metric: str = _f("val_loss", doc="val_loss or val_<metric>, e.g. val_f1_macro")
+    mode: Literal["auto", "min", "max"] = _f("auto", doc="auto: min for losses, max otherwise")
+    min_delta: float = _f(0.0, lo=0.0, doc="smallest change that counts as improvement")
+    restore_best: bool = _f(True, doc="reload the best weights at the end")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = _f(3.0, lo=0, hi=10000, doc="passes over the training data")
+    max_steps: Union[int, None] = _f(None, lo=1, doc="stop after this many optimizer steps")
+    lr: float = _f(5.0e-4, lo=0, hi=10, doc="peak learning rate")
+    batch_size: int = _f(32, lo=1, hi=65536, doc="examples per micro-batch")
+    grad_accum: int = _f(1, lo=1, hi=4096, doc="micro-batches per optimizer step")
+    weight_decay: float = _f(0.01, lo=0, hi=10, doc="AdamW weight decay (not on biases/norms)")
+    warmup: float = _f(0.06, lo=0, doc="warmup: fraction of steps if < 1, else a step count")
+    scheduler: Literal["linear", "cosine", "constant"] = _f("linear", doc="decay after warmup")
+    max_grad_norm: Union[float, None] = _f(1.0, lo=0, doc="gradient clipping (null: off)")
+    label_smoothing: float = _f(0.0, lo=0, hi=0.99, doc="classification label smoothing")
+    eval_every: Union[int, None] = _f(None, lo=1, doc="evaluate every N steps (null: each epoch)")
+    log_every: int = _f(10, lo=1, doc="log training loss every N steps")
+    checkpoint_every: Union[int, None] = _f(None, lo=1, doc="checkpoint every N steps (and each epoch end)")
+    keep_checkpoints: int = _f(2, lo=1, doc="newest checkpoints kept (the best is kept too)")
+    early_stopping: EarlyStoppingConfig = _f(factory=EarlyStoppingConfig)
+    seed: int = _f(0, lo=0, doc="seed for splits, shuffling and initialization")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _f("auto", doc="auto: bf16 autocast where fast")
+    threads: Union[int, None] = _f(None, lo=1, doc="CPU threads (null: all cores)")
+    nan_policy: Literal["stop", "skip"] = _f("stop", doc="on NaN/inf loss: stop, or skip the batch")
+    max_skips: int = _f(10, lo=0, doc="most batches skipped under nan_policy: skip")
+
+
+@dataclass
+class ForgettingConfig:
+    reference: Union[str, None] = _f("builtin", doc="builtin, a file of texts/prompts, or null (off)")
+    replay: float = _f(0.0, lo=0, hi=0.9, doc="fraction of each batch drawn from reference data")
+    ewc: float = _f(0.0, lo=0, doc="EWC strength lambda")
+    l2_to_base: float = _f(0.0, lo=0, doc="L2 pull toward the base weights")
+    threshold: float = _f(0.1, lo=0, doc="relative change flagged as forgetting")
+
+
+@dataclass
+class EvalConfig:
+    base: bool = _f(True, doc="also evaluate the model before fine-tuning")
+    max_new_tokens: int = _f(64, lo=1, hi=8192, doc="instruction: generation length")
+    samples: int = _f(5, lo=0, doc="instruction: sample generations kept in eval.json")
+    batch_size: int = _f(64, lo=1, doc="evaluation batch size")
+
+
+@dataclass
+class Config:
+    name: str = _f("", doc="run directory name: <output_dir>/<name>")
+    task: Literal["classification", "instruction"] = _f("classification", doc="what the model learns")
+    model: str = _f("minilm", doc="embedded name (minilm | smollm2), HF directory, or .gguf file")
+    output_dir: str = _f("runs", doc="where run directories go")
+    resume: Union[bool, Literal["auto"]] = _f(False, doc="continue from the newest complete checkpoint")
+    allow_pickle: bool = _f(False, doc="allow loading pickle (.bin/.pt) weights with weights_only=True")
+    method: MethodConfig = _f(factory=MethodConfig)
+    data: DataConfig = _f(factory=DataConfig)
+    privacy: PrivacyConfig = _f(factory=PrivacyConfig)
+    leakage: LeakageConfig = _f(factory=LeakageConfig)
+    train: TrainConfig = _f(factory=TrainConfig)
+    forgetting: ForgettingConfig = _f(factory=ForgettingConfig)
+    eval: EvalConfig = _f(factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+# ---------------------------------------------------------------- loading and validation
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> Config:
+    """YAML file (or `base` dict) + `a.b=value` overrides → validated Config, or ConfigError with all problems."""
+    raw: dict[str, Any] = dict(base or {})
+    problems: list[str] = []
+    if path is not None:
+        raw = _read_yaml(Path(path))
+        raw.setdefault("name", Path(path).stem)
+    for item in overrides or []:
+        _apply_override(raw, item, problems)
+    cfg = _build(Config, raw, "", problems)
+    if not problems:
+        problems += _cross_checks(cfg)
+    if problems:
+        raise ConfigError(problems)
+    if path is not None:
+        _resolve_paths(cfg, Path(path).parent)
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError([f"config file {path} not found (check the path)"])
+    if path.is_dir():
+        raise ConfigError([f"config {path} is a directory (pass a .yaml file)"])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text (re-save it as UTF-8)"]) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: malformed YAML ({getattr(e, 'problem', e)}); check indentation and quoting"]) from None
+    if raw is None:
+        raise ConfigError([f"{path}: config is empty (start from examples/sentiment.yaml)"])
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}"])
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
+    if "=" not in item:
+        problems.append(f"override '{item}' is not key=value (e.g. train.lr=3e-4)")
+        return
+    key, _, text = item.partition("=")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+    """Build dataclass `cls` from `raw`, appending a message per problem instead of stopping."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(f"`{prefix.rstrip('.')}` must be a mapping of keys, got {raw!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean `{prefix}{close[0]}`?" if close else f" (known: {', '.join(fields)})"
+            problems.append(f"unknown key `{name}`{hint}")
+            continue
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            values[key] = _build(typ, value, f"{name}.", problems)
+            continue
+        ok, coerced, expected = _coerce(value, typ)
+        if not ok:
+            problems.append(f"`{name}` = {value!r} is not {expected}")
+            continue
+        meta = fields[key].metadata
+        bad = _out_of_range(coerced, meta.get("lo"), meta.get("hi"))
+        if bad:
+            problems.append(f"`{name}` = {value!r} {bad}")
+            continue
+        values[key] = coerced
+    return cls(**values)
+
+
+def _coerce(value: Any, typ: Any) -> tuple[bool, Any, str]:
+    """Return (ok, value converted to `typ`, human name of the expected type)."""
+    origin = typing.get_origin(typ)
+    if origin is Literal:
+        allowed = typing.get_args(typ)
+        ok = any(value == a and type(value) is type(a) for a in allowed)
+        return ok, value, "one of " + " | ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
+    if origin in (Union, types.UnionType):
+        names = []
+        for option in typing.get_args(typ):
+            ok, coerced, expected = _coerce(value, option)
+            if ok:
+                return True, coerced, ""
+            names.append(expected)
+        return False, value, " or ".join(names)
+    if typ is type(None):
+        return value is None, None, "null"
+    if origin is list:
+        (item,) = typing.get_args(typ)
+        if not isinstance(value, list) or not all(_coerce(v, item)[0] for v in value):
+            return False, value, f"a list of {item.__name__}"
+        return True, [_coerce(v, item)[1] for v in value], ""
+    if typ is bool:
+        return isinstance(value, bool), value, "true or false"
+    if typ is int:
+        return isinstance(value, int) and not isinstance(value, bool), value, "an integer"
+    if typ is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, str):  # YAML reads 5e-4 (no dot) as a string
+            try:
+                return True, float(value), ""
+            except ValueError:
+                pass
+        return ok, float(value) if ok else value, "a number"
+    if typ is str:
+        return isinstance(value, str), value, "text"
+    return True, value, str(typ)
+
+
+def _out_of_range(value: Any, lo: float | None, hi: float | None) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return ""
+    if lo is not None and value < lo:
+        return f"is below the minimum {lo}"
+    if hi is not None and value > hi:
+        return f"is above the maximum {hi}"
+    return ""
+
+
+def _cross_checks(cfg: Config) -> list[str]:
+    """Problems that involve more than one key."""
+    problems = []
+    if not cfg.name:
+        problems.append("`name` is empty; set a run name, e.g. name: sentiment-lora")
+    elif "/" in cfg.name or cfg.name in (".", ".."):
+        problems.append(f"`name` = {cfg.name!r} must be a plain directory name (no '/')")
+    if not cfg.data.train:
+        problems.append("`data.train` is missing; set it to a training data file")
+    for split in ("validation", "test"):
+        v = getattr(cfg.data, split)
+        if isinstance(v, float) and not 0 < v < 1:
+            problems.append(f"`data.{split}` = {v} must be a fraction between 0 and 1, or a file")
+    fractions = [v for v in (cfg.data.validation, cfg.data.test) if isinstance(v, float)]
+    if sum(fractions) >= 0.9:
+        problems.append("`data.validation` + `data.test` fractions leave under 10% for training; lower them")
+    return problems
+
+
+def _resolve_paths(cfg: Config, root: Path) -> None:
+    """Data paths in a config file are relative to the current directory if they exist there, else to the file."""
+    for split in ("train", "validation", "test"):
+        v = getattr(cfg.data, split)
+        if isinstance(v, str) and v and not Path(v).is_absolute() and not Path(v).exists() \
+                and (root / v).exists():
+            setattr(cfg.data, split, str(root / v))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Config, extra: dict[str, Any] | None = None) -> str:
+    data = to_dict(cfg)
+    if extra:
+        data["_provenance"] = extra
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def reference_rows(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, description) for every leaf key — the README's config reference is built from this."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += reference_rows(hints[f.name], key + ".")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append((key, repr(default), f.metadata.get("doc", "")))
+    return rows

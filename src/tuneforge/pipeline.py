@@ -1,0 +1,252 @@
+"""`tuneforge train` as a plain function over small components (a torchtune-style recipe).
+
+Order matters for the user's safety: every input is read and validated *before* the run directory
+is created, so a user mistake never leaves a half-written or overwritten run behind.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__, models, rundir
+from .config import Config, dump_yaml
+from .data import Record
+from .device import autocast_dtype, pick_device, seed_everything, set_threads
+from .errors import TuneforgeError
+from .loop import fit
+from .methods import count_parameters, get_method
+from .runlog import RunLog
+from .splits import load_splits
+
+TRAIN_PROBE = 512  # training examples re-evaluated at the end, to compare train vs validation
+
+
+@dataclass
+class Prepared:
+    """Validated inputs: the data after vetting, encoded for the task, plus the audit."""
+
+    cfg: Config
+    source: models.ModelSource
+    tokenizer: Any
+    task: Any
+    splits: dict[str, list[Record]]
+    encoded: dict[str, list[Any]]
+    audit: dict[str, Any]
+
+
+def prepare(cfg: Config, log: RunLog | None = None) -> Prepared:
+    """Read, vet, split and encode the data; resolve the model. Touches nothing on disk."""
+    source = models.resolve(cfg.model)
+    label = cfg.data.label if cfg.task == "classification" else None
+    splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, label, cfg.data.group,
+                         cfg.train.seed, cfg.data.limit)
+    splits, audit = vet(splits, cfg)
+    if log is not None:
+        from .audit import summary_lines
+
+        for line in summary_lines(audit):
+            log.note(line)
+    tokenizer = models.load_tokenizer(source)
+    task = build_task(cfg, tokenizer, splits["train"])
+    encoded = {name: task.encode(records, name) for name, records in splits.items()}
+    return Prepared(cfg, source, tokenizer, task, splits, encoded, audit)
+
+
+def text_columns(cfg: Config) -> list[str]:
+    if cfg.task == "classification":
+        return [cfg.data.text]
+    return [cfg.data.prompt, cfg.data.input, cfg.data.response, cfg.data.messages, cfg.data.text]
+
+
+def vet(splits: dict[str, list[Record]], cfg: Config) -> tuple[dict[str, list[Record]], dict[str, Any]]:
+    """PII scan/redaction, then leakage checks on the redacted data (policies from the config)."""
+    from .audit import audit
+
+    return audit(splits, text_columns(cfg), cfg.privacy.pii, cfg.leakage.policy, cfg.leakage.threshold,
+                 ngram=cfg.leakage.ngram, group=cfg.data.group)
+
+
+def build_task(cfg: Config, tokenizer: Any, train_records: list[Record]) -> Any:
+    if cfg.task == "classification":
+        from .classification import ClassificationTask, label_set
+
+        labels, multi = label_set(train_records, cfg.data.label)
+        return ClassificationTask(tokenizer, labels, cfg.data.text, cfg.data.label, cfg.data.max_length,
+                                  multi_label=multi, label_smoothing=cfg.train.label_smoothing)
+    from .instruction import InstructionTask
+
+    return InstructionTask.from_config(cfg, tokenizer)
+
+
+def load_model(cfg: Config, source: models.ModelSource, task: Any, method: Any) -> torch.nn.Module:
+    if cfg.task == "classification":
+        return models.load_classifier(source, task.labels, scratch=method.scratch,
+                                      multi_label=task.multi_label)
+    return models.load_causal_lm(source, scratch=method.scratch)
+
+
+def provenance(cfg: Config, splits: dict[str, list[Record]]) -> dict[str, Any]:
+    import hashlib
+
+    import transformers
+
+    hashes = {}
+    for name in ("train", "validation", "test"):
+        spec = getattr(cfg.data, name)
+        if isinstance(spec, str) and Path(spec).is_file():
+            hashes[name] = hashlib.sha256(Path(spec).read_bytes()).hexdigest()[:16]
+    return {"tuneforge": __version__, "torch": str(torch.__version__), "transformers": str(transformers.__version__),
+            "python": platform.python_version(), "data_sha256": hashes,
+            "split_sizes": {k: len(v) for k, v in splits.items()}}
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: Path
+    eval: dict[str, Any]
+
+
+def train(cfg: Config, overwrite: bool = False, quiet: bool = False) -> TrainOutcome:
+    """Fine-tune per `cfg` and write the run directory; returns it with the final eval.json content."""
+    set_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    resume = bool(cfg.resume)
+    early = RunLog(None, quiet=quiet)
+    prep = prepare(cfg, early)
+    method = get_method(cfg.method.name)
+    run_dir = rundir.prepare(cfg.run_dir, overwrite=overwrite, resume=resume)
+    with rundir.lock(run_dir), RunLog(run_dir, quiet=quiet) as log:
+        log.notes[:0] = early.notes
+        rundir.atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg, provenance(cfg, prep.splits)))
+        rundir.atomic_write_json(run_dir / "data_audit.json", prep.audit)
+        result = _train_and_evaluate(prep, method, run_dir, log)
+    return TrainOutcome(run_dir, result)
+
+
+def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog) -> dict[str, Any]:
+    cfg, task = prep.cfg, prep.task
+    device = pick_device()
+    dtype = autocast_dtype(cfg.train.precision, device)
+    t_load = time.perf_counter()
+    model = load_model(cfg, prep.source, task, method)
+    model = method.apply(model, cfg.method, cfg.task).to(device)
+    log.note(f"loaded {cfg.model} in {time.perf_counter() - t_load:.1f}s; method {method.name}: "
+             + _param_line(model))
+    eval_sets = {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}
+    results: dict[str, Any] = {"task": cfg.task, "method": method.name, "model": cfg.model}
+    if cfg.eval.base:
+        results["base"] = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype)
+                           for name, ex in eval_sets.items()}
+
+    from .checkpoint import Checkpointer
+
+    checkpointer = Checkpointer(run_dir / "checkpoints", cfg.train, method) if cfg.train.checkpoint_every \
+        or cfg.resume else None
+    outcome = fit(model, task, prep.encoded["train"], prep.encoded.get("validation", []), cfg.train, log,
+                  device, dtype, checkpointer=checkpointer, eval_batch_size=cfg.eval.batch_size)
+
+    final = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype) for name, ex in eval_sets.items()}
+    final["train"] = task.evaluate(model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size, device, dtype)
+    trainable, total = count_parameters(model)
+    results.update({
+        "final": final,
+        "training": {"steps": outcome.state.step, "epochs": outcome.state.epoch, "tokens": outcome.state.tokens,
+                     "train_seconds": round(outcome.train_seconds, 2),
+                     "tokens_per_s": round(outcome.state.tokens / max(outcome.train_seconds, 1e-9), 1),
+                     "stop_reason": outcome.state.stop_reason, "best_step": outcome.state.best_step,
+                     "best_metric": outcome.state.best_metric, "restored_best": outcome.best_weights_restored,
+                     "trainable_params": trainable, "total_params": total},
+        "history": outcome.state.history,
+        "notes": log.notes,
+    })
+    save_model(model, method, prep, run_dir)
+    from .report import write_outputs
+
+    write_outputs(run_dir, results)
+    return results
+
+
+def _param_line(model: torch.nn.Module) -> str:
+    trainable, total = count_parameters(model)
+    return f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.2f}%)"
+
+
+def save_model(model: torch.nn.Module, method: Any, prep: Prepared, run_dir: Path) -> None:
+    """model/: the method's artifact (PEFT adapter or full HF model), the tokenizer and tuneforge.json."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
+    method.save(model, tmp)
+    prep.tokenizer.save_pretrained(str(tmp))
+    meta = {"task": prep.cfg.task, "model": prep.cfg.model, "method": method.name,
+            **prep.task.metadata()}
+    (tmp / "tuneforge.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    final = run_dir / "model"
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def load_run(run_dir: Path) -> tuple[Config, Any, torch.nn.Module]:
+    """Rebuild (config, task, model) from a finished run directory, for eval, predict and chat."""
+    import yaml
+
+    from .config import load_config
+
+    rundir.require_run(run_dir)
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    raw.pop("_provenance", None)
+    cfg = load_config(None, base=raw)
+    meta = json.loads((run_dir / "model" / "tuneforge.json").read_text(encoding="utf-8"))
+    source = models.resolve(cfg.model)
+    tokenizer = models.load_tokenizer(models.ModelSource(cfg.model, run_dir / "model"))
+    method = get_method(meta["method"])
+    if cfg.task == "classification":
+        from .classification import ClassificationTask
+
+        task = ClassificationTask(tokenizer, meta["labels"], cfg.data.text, cfg.data.label, cfg.data.max_length,
+                                  multi_label=meta.get("multi_label", False))
+    else:
+        from .instruction import InstructionTask
+
+        task = InstructionTask.from_config(cfg, tokenizer, saved=meta)
+    base = load_model(cfg, source, task, method) if method.name != "full" and method.name != "scratch" \
+        else None
+    if base is None:  # full/scratch: the saved directory is a complete model
+        base = load_model(cfg, models.ModelSource(cfg.model, run_dir / "model"), task, method)
+        model = base
+    else:
+        model = method.load(base, run_dir / "model")
+    model.to(pick_device()).eval()
+    return cfg, task, model
+
+
+def evaluate_run(run_dir: Path, data: str) -> dict[str, Any]:
+    """Metrics of a trained run on a new data file (same columns as training)."""
+    from .data import read_records
+
+    cfg, task, model = load_run(run_dir)
+    records = read_records(data)
+    examples = task.encode(records, "eval")
+    device = pick_device()
+    return task.evaluate(model, examples, cfg.eval.batch_size, device, autocast_dtype(cfg.train.precision, device))
+
+
+def predict_run(run_dir: Path, texts: list[str] | None = None, data: str | None = None) -> list[dict[str, Any]]:
+    from .data import Record, read_records
+
+    cfg, task, model = load_run(run_dir)
+    if data:
+        records = read_records(data)
+    else:
+        records = [Record({cfg.data.text: t, cfg.data.prompt: t}, "<text>", i + 1) for i, t in enumerate(texts or [])]
+    device = pick_device()
+    examples = task.encode_unlabelled(records)
+    return task.predict(model, examples, cfg.eval.batch_size, device, autocast_dtype(cfg.train.precision, device))
