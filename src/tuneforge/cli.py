@@ -80,8 +80,27 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return scan_command(args.data, args.config, args.out, args.text)
 
 
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from .chat import chat_command
+
+    return chat_command(Path(args.run), max_new_tokens=args.max_new_tokens)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_command
+
+    return compare_command(args.config, args.methods, args.sizes, args.overrides, overwrite=args.overwrite)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_command
+
+    return export_command(Path(args.run), Path(args.out) if args.out else None, merge=args.merge)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "scan": _cmd_scan,
+    "chat": _cmd_chat, "compare": _cmd_compare, "export": _cmd_export,
 }
 
 
@@ -117,6 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="take files, columns and policies from a config")
     p.add_argument("--text", action="append", help="text column(s) to scan (default: every text field)")
     p.add_argument("--out", help="write data_audit.json here")
+
+    p = sub.add_parser("chat", help="talk to an instruction-tuned run (streams tokens)")
+    p.add_argument("run")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+
+    p = sub.add_parser("compare", help="train the same task under several methods (and data sizes)")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--methods", default="full,lora,adapter,scratch")
+    p.add_argument("--sizes", default="", help="comma-separated training-set sizes for learning curves")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("export", help="write a run's model for plain transformers (--merge folds adapters in)")
+    p.add_argument("run")
+    p.add_argument("--out", help="output directory (default: RUN/export)")
+    p.add_argument("--merge", action="store_true")
     return parser
 
 

@@ -21,7 +21,7 @@ from .device import autocast_dtype, pick_device, seed_everything, set_threads
 from .errors import TuneforgeError
 from .loop import fit
 from .methods import count_parameters, get_method
-from .runlog import RunLog
+from .runlog import RunLog, read_metrics as log_rows
 from .splits import load_splits
 
 TRAIN_PROBE = 512  # training examples re-evaluated at the end, to compare train vs validation
@@ -165,6 +165,9 @@ def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog)
         "history": outcome.state.history,
         "notes": log.notes,
     })
+    from .diagnosis import diagnose
+
+    results["diagnosis"] = diagnose(log_rows(run_dir), results)
     save_model(model, method, prep, run_dir)
     from .report import write_outputs
 
