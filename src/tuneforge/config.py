@@ -95,6 +95,8 @@ class TrainConfig:
     scheduler: Literal["linear", "cosine", "constant"] = _f("linear", doc="decay after warmup")
     max_grad_norm: Union[float, None] = _f(1.0, lo=0, doc="gradient clipping (null: off)")
     label_smoothing: float = _f(0.0, lo=0, hi=0.99, doc="classification label smoothing")
+    model_dropout: Union[float, None] = _f(None, lo=0, hi=0.99,
+                                           doc="the model's own hidden/attention dropout (null: keep the model's)")
     eval_every: Union[int, None] = _f(None, lo=1, doc="evaluate every N steps (null: each epoch)")
     log_every: int = _f(10, lo=1, doc="log training loss every N steps")
     checkpoint_every: Union[int, None] = _f(None, lo=1, doc="checkpoint every N steps (and each epoch end)")
@@ -114,6 +116,8 @@ class ForgettingConfig:
     ewc: float = _f(0.0, lo=0, doc="EWC strength lambda")
     l2_to_base: float = _f(0.0, lo=0, doc="L2 pull toward the base weights")
     threshold: float = _f(0.1, lo=0, doc="relative change flagged as forgetting")
+    samples: int = _f(64, lo=1, doc="reference texts/prompts used by the forgetting probe")
+    fisher_samples: int = _f(256, lo=1, doc="examples of the earlier task/reference used for the EWC Fisher")
 
 
 @dataclass
@@ -132,6 +136,8 @@ class Config:
     output_dir: str = _f("runs", doc="where run directories go")
     resume: Union[bool, Literal["auto"]] = _f(False, doc="continue from the newest complete checkpoint")
     allow_pickle: bool = _f(False, doc="allow loading pickle (.bin/.pt) weights with weights_only=True")
+    init_from: Union[str, None] = _f(None, doc="continue from a finished classification run (its task keeps "
+                                                "its head and becomes the task forgetting is measured on)")
     method: MethodConfig = _f(factory=MethodConfig)
     data: DataConfig = _f(factory=DataConfig)
     privacy: PrivacyConfig = _f(factory=PrivacyConfig)
@@ -146,6 +152,19 @@ class Config:
 
 
 # ---------------------------------------------------------------- loading and validation
+
+# Names users bring from HF TrainingArguments, PEFT and Axolotl configs → ours.
+ALIASES = {
+    "learning_rate": "lr", "num_epochs": "epochs", "num_train_epochs": "epochs", "micro_batch_size": "batch_size",
+    "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
+    "warmup_ratio": "warmup", "warmup_steps": "warmup", "lr_scheduler": "scheduler",
+    "lr_scheduler_type": "scheduler", "max_grad_norm": "max_grad_norm", "lora_r": "r", "lora_alpha": "alpha",
+    "lora_dropout": "dropout", "target_modules": "targets", "lora_target_modules": "targets",
+    "max_seq_length": "max_length", "sequence_len": "max_length", "max_len": "max_length",
+    "use_rslora": "rslora", "eval_steps": "eval_every", "save_steps": "checkpoint_every",
+    "logging_steps": "log_every", "text_column": "text", "label_column": "label",
+}
+
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> Config:
@@ -218,7 +237,8 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
     for key, value in raw.items():
         name = f"{prefix}{key}"
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            alias = ALIASES.get(str(key))
+            close = [alias] if alias in fields else difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean `{prefix}{close[0]}`?" if close else f" (known: {', '.join(fields)})"
             problems.append(f"unknown key `{name}`{hint}")
             continue
@@ -304,6 +324,23 @@ def _cross_checks(cfg: Config) -> list[str]:
     fractions = [v for v in (cfg.data.validation, cfg.data.test) if isinstance(v, float)]
     if sum(fractions) >= 0.9:
         problems.append("`data.validation` + `data.test` fractions leave under 10% for training; lower them")
+    problems += _forgetting_checks(cfg)
+    return problems
+
+
+def _forgetting_checks(cfg: Config) -> list[str]:
+    """Replay and EWC protect earlier data: there must be some (checked before any run directory exists)."""
+    problems, fc = [], cfg.forgetting
+    if cfg.init_from and cfg.task != "classification":
+        problems.append("`init_from` continues classification runs (a new head per task); for instruction "
+                        "runs point `model:` at the earlier run's model directory instead")
+    if cfg.init_from and cfg.method.name == "scratch":
+        problems.append("`init_from` with method.name: scratch would throw the earlier weights away; pick another method")
+    for key, value in (("replay", fc.replay), ("ewc", fc.ewc)):
+        if value and cfg.task == "classification" and not cfg.init_from:
+            problems.append(f"`forgetting.{key}` = {value} needs an earlier task to protect: set init_from: runs/<earlier run>")
+        if value and cfg.task == "instruction" and not fc.reference:
+            problems.append(f"`forgetting.{key}` = {value} needs reference text: set forgetting.reference: builtin or a file")
     return problems
 
 

@@ -39,16 +39,26 @@ def carve(records: list[Record], fraction: float, label: str | None, group: str 
     for i, r in enumerate(records):
         strata[_key(r.fields.get(label)) if label else None].append(i)
     rng = random.Random(seed)
+    keys = sorted(strata, key=str)
+    counts = _allocate([len(strata[k]) for k in keys], fraction)
     taken: set[int] = set()
-    for key in sorted(strata, key=str):
+    for key, n in zip(keys, counts):
         members = strata[key][:]
         rng.shuffle(members)
-        n = round(len(members) * fraction)
-        if len(members) >= 2:  # a class with ≥2 records keeps at least one on each side
-            n = min(max(n, 1), len(members) - 1)
         taken.update(members[:n])
     kept = [r for i, r in enumerate(records) if i not in taken]
     return kept, [r for i, r in enumerate(records) if i in taken]
+
+
+def _allocate(sizes: list[int], fraction: float) -> list[int]:
+    """Per-class counts summing to round(total * fraction) (largest remainder), each class with ≥2
+    records keeping at least one record on each side."""
+    exact = [n * fraction for n in sizes]
+    counts = [int(x) for x in exact]
+    spare = round(sum(sizes) * fraction) - sum(counts)
+    for i in sorted(range(len(sizes)), key=lambda i: exact[i] - counts[i], reverse=True)[:max(spare, 0)]:
+        counts[i] += 1
+    return [min(max(c, 1), n - 1) if n >= 2 else c for c, n in zip(counts, sizes)]
 
 
 def _carve_groups(records: list[Record], fraction: float, group: str, seed: int) -> tuple[list[Record], list[Record]]:

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny random models (seconds, not minutes) and small data files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    from tuneforge import models
+
+    return models.load_tokenizer(models.resolve("minilm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_tokenizer) -> Path:
+    """A 2-layer, 32-wide random BERT with the real MiniLM tokenizer, saved like any HF model dir."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(str(path), safe_serialization=True)
+    minilm_tokenizer.save_pretrained(str(path))
+    return path
+
+
+SENTIMENT_WORDS = {
+    "positive": ["great", "love", "excellent", "perfect", "happy", "wonderful"],
+    "negative": ["awful", "broken", "terrible", "refund", "hate", "useless"],
+    "neutral": ["okay", "average", "fine", "arrived", "standard", "normal"],
+}
+
+
+def toy_rows(n: int, seed: int = 0) -> list[dict]:
+    """Labelled toy reviews whose label is readable from the words (learnable in a few steps)."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    labels = sorted(SENTIMENT_WORDS)
+    for i in range(n):
+        label = labels[i % 3]
+        words = rng.sample(SENTIMENT_WORDS[label], 3) + rng.sample(["the", "kettle", "was", "very", "it", "is"], 3)
+        rng.shuffle(words)
+        rows.append({"id": i, "text": " ".join(words) + f" #{i}", "label": label})
+    return rows
+
+
+@pytest.fixture
+def toy_data(tmp_path) -> dict[str, Path]:
+    return {"train": write_jsonl(tmp_path / "train.jsonl", toy_rows(60, 0)),
+            "test": write_jsonl(tmp_path / "test.jsonl", toy_rows(30, 1))}
