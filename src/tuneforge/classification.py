@@ -91,6 +91,9 @@ class ClassificationTask:
         value = r.fields.get(self.label_col)
         if value is None:
             raise DataError(r.file, r.line, f"missing label column '{self.label_col}'", "add a label")
+        if isinstance(value, list) and not self.multi_label:
+            raise DataError(r.file, r.line, f"label {value!r} is a list, but the training labels are single values",
+                            "give one label per record, or lists in train too (multi-label)")
         values = value if isinstance(value, list) else [value]
         unknown = [v for v in values if str(v) not in self.index]
         if unknown:

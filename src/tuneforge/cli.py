@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -98,9 +99,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return export_command(Path(args.run), Path(args.out) if args.out else None, merge=args.merge)
 
 
+def _cmd_sequence(args: argparse.Namespace) -> int:
+    from .sequence import sequence_command
+
+    return sequence_command(args.config, args.overrides, overwrite=args.overwrite, variants=args.variants,
+                            quiet=args.quiet)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "scan": _cmd_scan,
-    "chat": _cmd_chat, "compare": _cmd_compare, "export": _cmd_export,
+    "chat": _cmd_chat, "compare": _cmd_compare, "export": _cmd_export, "sequence": _cmd_sequence,
 }
 
 
@@ -148,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="", help="comma-separated training-set sizes for learning curves")
     p.add_argument("--overwrite", action="store_true")
 
+    p = sub.add_parser("sequence", help="train tasks one after another (A then B) and measure forgetting of A "
+                       "under plain/replay/EWC variants")
+    p.add_argument("config", help="a sequence file, e.g. examples/sequence.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value applied to every task")
+    p.add_argument("--variants", default="", help="comma-separated subset of the file's variants")
+    p.add_argument("--overwrite", action="store_true", help="retrain runs that already finished")
+    p.add_argument("--quiet", action="store_true")
+
     p = sub.add_parser("export", help="write a run's model for plain transformers (--merge folds adapters in)")
     p.add_argument("run")
     p.add_argument("--out", help="output directory (default: RUN/export)")
@@ -157,7 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops collecting `overrides` at the first flag; `train c.yaml --resume train.lr=1` is natural too
+    if extra and isinstance(getattr(args, "overrides", None), list) \
+            and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args)
     except ConfigError as e:
@@ -165,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except TuneforgeError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine, not the input: a full disk or a permission anywhere (logs, caches)
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        where = f" ({e.filename})" if e.filename else ""
+        fix = "free space, then rerun (train: with --resume)" if full else "check the path and its permissions"
+        print(f"error: {e.strerror or e}{where}; {fix}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -6,6 +6,7 @@ leakage pair can point the user at the exact place to fix.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
@@ -82,6 +83,9 @@ def _read_jsonl(path: Path) -> list[Record]:
             except json.JSONDecodeError as e:
                 raise DataError(str(path), line_no, f"malformed JSON ({e.msg} at column {e.colno})",
                                 "each line must be one JSON object") from None
+            except RecursionError:  # json recurses per nesting level
+                raise DataError(str(path), line_no, "JSON nested too deeply",
+                                "flatten the record: a record is one object of fields") from None
             if not isinstance(obj, dict):
                 raise DataError(str(path), line_no, f"expected a JSON object, got {type(obj).__name__}",
                                 'write one object per line, e.g. {"text": "...", "label": "..."}')
@@ -97,7 +101,9 @@ def _read_csv(path: Path) -> list[Record]:
     old_limit = csv.field_size_limit()
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
-        reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+        # StringIO(newline="") splits only at \n, \r and \r\n, like the file; str.splitlines would also split
+        # inside fields at \x1e, \x85, \u2028 and friends, and shift every line number after them.
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         header = next(reader, None)
         if header is None or not any(h.strip() for h in header):
             return []

@@ -45,6 +45,9 @@ class LoopState:
     bad_evals: int = 0         # evaluations since the last improvement
     skipped: int = 0           # batches skipped for NaN/inf loss
     stop_reason: str = ""
+    loss_sum: float = 0.0      # training loss summed since the last logged step (so a resume logs the same)
+    loss_n: int = 0
+    micro_split: int = 1       # each micro-batch is cut into this many pieces after an out-of-memory
     history: list[dict[str, Any]] = field(default_factory=list)  # eval records, for the diagnosis
 
 
@@ -95,6 +98,63 @@ def improved(value: float, best: float | None, mode: str, min_delta: float) -> b
     return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
+def accumulate(model: nn.Module, task: Task, train: list[Any], group: list[list[int]], device: torch.device,
+               dtype: torch.dtype | None, regularizer: Callable[[], torch.Tensor] | None,
+               split: int = 1) -> tuple[float, int]:
+    """Forward and backward over one optimizer step's micro-batches; returns (mean loss, real tokens).
+
+    After an out-of-memory each micro-batch is cut into `split` pieces, each weighted by its share of the
+    examples: the gradient stays that of the whole micro-batch (exactly so for per-example mean losses).
+    """
+    step_loss, step_tokens = 0.0, 0
+    for idx in group:
+        size = -(-len(idx) // split)
+        for start in range(0, len(idx), size):
+            piece = idx[start:start + size]
+            batch = task.collate(train, piece, device)
+            with autocast(device, dtype):
+                loss = task.loss(model, batch)
+            if regularizer is not None:
+                loss = loss + regularizer()
+            share = len(piece) / len(idx)  # 1.0 unless split: then the arithmetic is exactly as before
+            scaled = loss / len(group)
+            (scaled if share == 1.0 else scaled * share).backward()
+            step_loss += float(loss.detach()) / len(group) * share
+            step_tokens += int(task.tokens(batch))
+    return step_loss, step_tokens
+
+
+def is_oom(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    text = str(error)
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+
+
+def halve_micro_batch(split: int, cfg: TrainConfig, step: int, log: RunLog, device: torch.device) -> int:
+    """After an out-of-memory: half the micro-batch, twice the accumulation; the effective batch is unchanged."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    micro = -(-cfg.batch_size // split)
+    if micro <= 1:
+        raise TuneforgeError(f"out of memory at step {step} even with a micro-batch of 1; lower data.max_length, "
+                             "use method.name: lora, or a smaller model")
+    split *= 2
+    log.note(f"out of memory at step {step} with micro-batch {micro}: continuing with micro-batch "
+             f"{-(-cfg.batch_size // split)} and gradient accumulation {cfg.grad_accum * split} "
+             f"(effective batch {cfg.batch_size * cfg.grad_accum}, unchanged)")
+    return split
+
+
+def numeric_fault(loss: float, grad_norm: float) -> str:
+    """'' when the step is usable, else what went wrong (NaN/inf in the loss or the gradients)."""
+    if not math.isfinite(loss):
+        return f"loss became {loss}"
+    if not math.isfinite(grad_norm):
+        return f"gradient norm became {grad_norm} (loss {loss:.4f})"
+    return ""
+
+
 @dataclass
 class FitResult:
     state: LoopState
@@ -115,67 +175,69 @@ def fit(model: nn.Module, task: Task, train: list[Any], val: list[Any], cfg: Tra
     optimizer = make_optimizer(params, cfg)
     scheduler = make_scheduler(optimizer, plan, cfg)
     state = LoopState()
+    best_weights: dict[str, torch.Tensor] | None = None
     seed_everything(cfg.seed)
-    if checkpointer is not None:  # exact resume: weights, optimizer, scheduler, RNG and LoopState
-        state = checkpointer.restore(model, optimizer, scheduler) or state
+    if checkpointer is not None:  # exact resume: weights, optimizer, scheduler, RNG, LoopState, best weights
+        resumed = checkpointer.restore(model, optimizer, scheduler)
+        if resumed is not None:
+            state, best_weights = resumed.state, resumed.best_weights
     es = cfg.early_stopping
     mode = metric_mode(es.metric, es.mode)
-    best_weights: dict[str, torch.Tensor] | None = None
     model.train()
 
     bar = tqdm(total=plan.total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True,
                disable=None)
     t0, window_tokens, window_t0 = time.perf_counter(), 0, time.perf_counter()
-    running, running_n = 0.0, 0
     while state.step < plan.total_steps and not state.stop_reason:
         # The epoch's batch order depends only on (seed, epoch): a resumed run sees the same batches.
         order = task.batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
         while state.micro < len(order) and state.step < plan.total_steps:
             group = order[state.micro:state.micro + cfg.grad_accum]
-            step_loss, step_tokens = 0.0, 0
-            for idx in group:
-                batch = task.collate(train, idx, device)
-                with autocast(device, dtype):
-                    loss = task.loss(model, batch)
-                if regularizer is not None:
-                    loss = loss + regularizer()
-                (loss / len(group)).backward()
-                step_loss += float(loss.detach()) / len(group)
-                step_tokens += int(task.tokens(batch))
+            while True:
+                try:
+                    step_loss, step_tokens = accumulate(model, task, train, group, device, dtype, regularizer,
+                                                        state.micro_split)
+                    break
+                except RuntimeError as e:  # torch.cuda.OutOfMemoryError is a RuntimeError too
+                    if not is_oom(e):
+                        raise
+                optimizer.zero_grad(set_to_none=True)  # outside `except`: its frames hold the big tensors
+                state.micro_split = halve_micro_batch(state.micro_split, cfg, state.step + 1, log, device)
             state.micro += len(group)
 
-            if not math.isfinite(step_loss):
+            # The NaN/inf guard looks at the gradients too: a finite loss can still give inf gradients.
+            # (max_norm=inf clips nothing: the clip factor clamps to exactly 1.0; a faulty step is zeroed below.)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf))
+            fault = numeric_fault(step_loss, grad_norm)
+            if fault:
                 optimizer.zero_grad(set_to_none=True)
                 if cfg.nan_policy == "skip" and state.skipped < cfg.max_skips:
                     state.skipped += 1
-                    log.note(f"step {state.step + 1}: loss is {step_loss}; batch skipped "
-                             f"({state.skipped}/{cfg.max_skips})")
+                    log.note(f"step {state.step + 1}: {fault}; batch skipped ({state.skipped}/{cfg.max_skips})")
                     continue
+                last = checkpointer.latest() if checkpointer is not None else None
                 raise TuneforgeError(
-                    f"loss became {step_loss} at step {state.step + 1} (epoch {state.epoch + 1}); "
-                    "lower train.lr, keep train.max_grad_norm set, or set train.nan_policy: skip"
-                    + (f"; the last good checkpoint is in {checkpointer.dir}" if checkpointer else ""))
-            grad_norm = None
-            if cfg.max_grad_norm:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm))
+                    f"{fault} at step {state.step + 1} (epoch {state.epoch + 1}); lower train.lr, keep "
+                    "train.max_grad_norm set, or set train.nan_policy: skip; "
+                    + (f"the last good checkpoint is {last} (continue from it with --resume)" if last
+                       else "no checkpoint was written (set train.checkpoint_every)"))
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.tokens += step_tokens
             window_tokens += step_tokens
-            running, running_n = running + step_loss, running_n + 1
+            state.loss_sum, state.loss_n = state.loss_sum + step_loss, state.loss_n + 1
             bar.update(1)
 
             if state.step % cfg.log_every == 0 or state.step == plan.total_steps:
                 now = time.perf_counter()
                 tps = window_tokens / max(now - window_t0, 1e-9)
-                row = {"loss": running / running_n, "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps}
-                if grad_norm is not None:
-                    row["grad_norm"] = grad_norm
+                row = {"loss": state.loss_sum / state.loss_n, "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps,
+                       "grad_norm": grad_norm}
                 log.scalars(state.step, state.epoch + state.micro / len(order), "train", row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{tps:,.0f}")
-                running, running_n, window_tokens, window_t0 = 0.0, 0, 0, now
+                state.loss_sum, state.loss_n, window_tokens, window_t0 = 0.0, 0, 0, now
 
             end_of_epoch = state.micro >= len(order)
             if val and ((cfg.eval_every and state.step % cfg.eval_every == 0)
@@ -201,7 +263,8 @@ def fit(model: nn.Module, task: Task, train: list[Any], val: list[Any], cfg: Tra
                                              f"for {state.bad_evals} evaluations (best {state.best_metric:.4f} "
                                              f"at step {state.best_step})")
             if checkpointer is not None and checkpointer.due(state.step, end_of_epoch, plan.total_steps):
-                checkpointer.save(model, optimizer, scheduler, state, is_best=state.best_step == state.step)
+                checkpointer.save(model, optimizer, scheduler, state, is_best=state.best_step == state.step,
+                                  best_weights=best_weights)
             if state.stop_reason:
                 break
         if state.micro >= len(order):

@@ -27,7 +27,7 @@ class ModelSource:
     gguf_file: str | None = None
 
 
-def resolve(model: str) -> ModelSource:
+def resolve(model: str, allow_pickle: bool = False) -> ModelSource:
     """Turn `model:` from the config into files on disk, with a fix in the error if they are missing."""
     if model in EMBEDDED:
         package, sub, gguf, pip = EMBEDDED[model]
@@ -40,20 +40,29 @@ def resolve(model: str) -> ModelSource:
         if not path.is_file():
             raise TuneforgeError(f"model file {path} not found (`model:` takes minilm, smollm2, an HF dir or a .gguf)")
         return ModelSource(model, path.parent, path.name)
+    if path.is_file() and path.suffix in PICKLE_SUFFIXES:
+        raise TuneforgeError(f"model {path} is a pickle file; `model:` takes a directory with config.json and "
+                             "model.safetensors (convert it: see `allow_pickle` in the README)")
     if not path.is_dir():
         raise TuneforgeError(f"model '{model}' is neither an embedded name ({', '.join(EMBEDDED)}) "
                              "nor an existing directory (downloads are never made at run time)")
     if not (path / "config.json").exists():
         raise TuneforgeError(f"model directory {path} has no config.json (save it with save_pretrained)")
-    check_weights_safe(path)
+    check_weights_safe(path, allow_pickle)
     return ModelSource(model, path, None)
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
 def check_weights_safe(path: Path, allow_pickle: bool = False) -> None:
-    """Refuse pickle weights: loading them can run arbitrary code."""
-    if any(path.glob("*.safetensors")) or allow_pickle:
+    """Refuse pickle weights: loading them can run arbitrary code. With allow_pickle, transformers loads
+    them with torch.load(weights_only=True), which admits only tensors and plain containers."""
+    # transformers reads model.safetensors whenever it exists, so pickles beside it are never loaded;
+    # any other *.safetensors (an adapter, say) does not make a pickle-only model safe.
+    if allow_pickle or (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists():
         return
-    pickles = sorted(p.name for p in path.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    pickles = sorted(p.name for p in path.glob("*") if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise TuneforgeError(
             f"{path / pickles[0]} is a pickle file, which can run code when loaded; convert it: "
@@ -62,8 +71,13 @@ def check_weights_safe(path: Path, allow_pickle: bool = False) -> None:
 
 
 def quiet_transformers() -> None:
+    import logging
+
     import transformers
 
+    # peft imports bitsandbytes, whose CPU backend warns at import that the optional hub kernel package
+    # (`kernels`) is missing; it could never be fetched offline, and the built-in CPU kernel is used.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
 

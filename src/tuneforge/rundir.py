@@ -29,14 +29,21 @@ def prepare(run_dir: Path, overwrite: bool = False, resume: bool = False) -> Pat
         raise TuneforgeError(f"output directory {parent} is not writable; set output_dir to a writable place")
     if run_dir.exists() and not run_dir.is_dir():
         raise TuneforgeError(f"{run_dir} exists and is not a directory; pick another name (name=...)")
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+    if run_dir.exists() and any(run_dir.iterdir()) and (overwrite or not resume):  # --overwrite beats resume
         if not overwrite:
             raise TuneforgeError(f"run directory {run_dir} already exists; pass --overwrite to replace it, "
                                  "--resume to continue it, or choose another name (name=NEW)")
         with lock(run_dir):  # never delete a directory another process is writing
             pass
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    elif resume and (run_dir / FINISHED_MARK).exists():
+        raise TuneforgeError(f"run {run_dir} already finished ({FINISHED_MARK} exists), nothing to resume; "
+                             "pass --overwrite to train it again, or choose another name (name=NEW)")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TuneforgeError(f"cannot create run directory {run_dir} ({e.strerror}); "
+                             "set output_dir to a writable place") from None
     return run_dir
 
 
