@@ -18,10 +18,14 @@ to have word 5-gram Jaccard < 0.5 with every train review (the project's bar is 
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import re
 from pathlib import Path
 from random import Random
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _overlap import OverlapGuard  # noqa: E402
 
 SEED = 4
 LABELS = ("negative", "neutral", "positive")
@@ -446,15 +450,21 @@ class NearDupIndex:
     """Inverted index over word 5-grams: the highest Jaccard of a text with any indexed text."""
 
     def __init__(self) -> None:
+        self.guard = OverlapGuard()
         self.sets: list[set[tuple[str, ...]]] = []
         self.index: dict[tuple[str, ...], list[int]] = {}
 
     def add(self, text: str) -> None:
+        self.guard.add(text)
         s = shingles(text)
         i = len(self.sets)
         self.sets.append(s)
         for g in s:
             self.index.setdefault(g, []).append(i)
+
+    def too_close(self, text: str) -> bool:
+        """Near by our 5-gram bar, or by tuneforge's own leakage check (see _overlap.py)."""
+        return self.max_jaccard(text) >= NEAR_DUP_JACCARD or self.guard.too_close(text)
 
     def max_jaccard(self, text: str) -> float:
         s = shingles(text)
@@ -659,15 +669,21 @@ def generate(rng: Random, products, n: int, prefix: str, taken: set[str], held_o
     labels = [LABELS[i % 3] for i in range(n)]
     rng.shuffle(labels)
     out = []
+    within = OverlapGuard()  # no near duplicates inside a split either: a carved validation split stays clean
     for i, label in enumerate(labels, start=1):
         short = rng.random() < short_share
+        tries = 0
         while True:
+            tries += 1
             text = w.review(label, short)
             if " ".join(words(text)) in taken:
                 continue
-            if against is not None and against.max_jaccard(text) >= NEAR_DUP_JACCARD:
+            if against is not None and against.too_close(text):
+                continue
+            if tries < 500 and within.too_close(text):
                 continue
             break
+        within.add(text)
         taken.add(" ".join(words(text)))  # case/punctuation variants count as duplicates
         out.append({"id": f"{prefix}-{i:04d}", "text": text, "label": label})
     return out

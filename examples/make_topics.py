@@ -18,11 +18,15 @@ to have word 5-gram Jaccard < 0.5 with every train item.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import re
 import string
 from pathlib import Path
 from random import Random
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _overlap import OverlapGuard  # noqa: E402
 
 SEED = 777
 LABELS = ("sports", "business", "science", "travel")
@@ -359,14 +363,20 @@ def shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
 
 class NearDupIndex:
     def __init__(self) -> None:
+        self.guard = OverlapGuard()
         self.sets: list[set[tuple[str, ...]]] = []
         self.index: dict[tuple[str, ...], list[int]] = {}
 
     def add(self, text: str) -> None:
+        self.guard.add(text)
         s = shingles(text)
         for g in s:
             self.index.setdefault(g, []).append(len(self.sets))
         self.sets.append(s)
+
+    def too_close(self, text: str) -> bool:
+        """Near by our 5-gram bar, or by tuneforge's own leakage check (see _overlap.py)."""
+        return self.max_jaccard(text) >= NEAR_DUP_JACCARD or self.guard.too_close(text)
 
     def max_jaccard(self, text: str) -> float:
         s = shingles(text)
@@ -422,12 +432,17 @@ def generate(rng: Random, n: int, prefix: str, taken: set[str], held_out: bool,
     labels = [LABELS[i % len(LABELS)] for i in range(n)]
     rng.shuffle(labels)
     out = []
+    within = OverlapGuard()  # no near duplicates inside a split either: a carved validation split stays clean
     for i, label in enumerate(labels, start=1):
+        tries = 0
         while True:
+            tries += 1
             text = w.item(label)
-            if " ".join(words(text)) in taken or (against is not None and against.max_jaccard(text) >= NEAR_DUP_JACCARD):
+            if " ".join(words(text)) in taken or (against is not None and against.too_close(text)) \
+                    or (tries < 500 and within.too_close(text)):
                 continue
             break
+        within.add(text)
         taken.add(" ".join(words(text)))  # case/punctuation variants count as duplicates
         out.append({"id": f"{prefix}-{i:04d}", "text": text, "label": label})
     return out

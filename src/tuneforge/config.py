@@ -72,6 +72,10 @@ class LeakageConfig:
     policy: Literal["warn", "drop", "fail"] = _f("fail", doc="what to do when validation/test overlap train")
     threshold: float = _f(0.8, lo=0.0, hi=1.0, doc="near-duplicate Jaccard threshold")
     ngram: int = _f(13, lo=3, hi=64, doc="n-gram overlap length (words)")
+    shingle: int = _f(1, lo=1, hi=13, doc="near-duplicate shingles: 1 = word multiset (catches 1-3 word edits), "
+                      "5 = word 5-grams (order-aware, misses edits)")
+    ngram_share: float = _f(0.2, lo=0.0, hi=1.0, doc="n-gram overlap counts as a leak when this share of a "
+                            "record's n-grams is in the other split (0: any shared n-gram, as lm-eval-harness)")
 
 
 @dataclass
@@ -301,6 +305,8 @@ def _coerce(value: Any, typ: Any) -> tuple[bool, Any, str]:
 def _out_of_range(value: Any, lo: float | None, hi: float | None) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return ""
+    if value != value or value in (float("inf"), float("-inf")):  # NaN passes every comparison below
+        return "is not a finite number"
     if lo is not None and value < lo:
         return f"is below the minimum {lo}"
     if hi is not None and value > hi:
@@ -313,8 +319,10 @@ def _cross_checks(cfg: Config) -> list[str]:
     problems = []
     if not cfg.name:
         problems.append("`name` is empty; set a run name, e.g. name: sentiment-lora")
-    elif "/" in cfg.name or cfg.name in (".", ".."):
+    elif "/" in cfg.name or "\x00" in cfg.name or cfg.name in (".", ".."):
         problems.append(f"`name` = {cfg.name!r} must be a plain directory name (no '/')")
+    if "\x00" in cfg.output_dir:
+        problems.append(f"`output_dir` = {cfg.output_dir!r} contains a NUL character; set a plain path")
     if not cfg.data.train:
         problems.append("`data.train` is missing; set it to a training data file")
     for split in ("validation", "test"):

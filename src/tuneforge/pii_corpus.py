@@ -319,8 +319,8 @@ def secret(rng: random.Random) -> Value:
         body = b64({"sub": _digits(rng, 8), "name": _name(rng), "iat": rng.randint(1_500_000_000, 1_800_000_000)})
         return f"{head}.{body}.{_rand(rng, 43, BASE62 + '_-')}", None, False
     if kind == "password":
-        pw = _rand(rng, rng.randint(3, 8), string.ascii_letters) + _digits(rng, rng.randint(1, 3)) + \
-            rng.choice(["", "!", "#", "&x", "_"]) + _rand(rng, rng.randint(0, 4))
+        pw = _rand(rng, rng.randint(4, 8), string.ascii_letters) + _digits(rng, rng.randint(1, 3)) + \
+            rng.choice(["", "!", "#", "&x", "_"]) + _rand(rng, rng.randint(3, 5))  # 8+ characters, as policies ask
         lead = rng.choice(['password = "', "password: ", "my password is ", "PASSWORD=", "pwd: ", "passwd='",
                            "the wifi password is ", '"password": "'])
         tail = {'"': '"', "'": "'"}.get(lead[-1], "")
@@ -524,13 +524,30 @@ def _clean_dates(rng: random.Random) -> str:
     ])
 
 
+def _clean_web(rng: random.Random) -> str:
+    return rng.choice([
+        f"See https://example.com/search?q=deep+learning&page={rng.randint(2, 40)}&utm_source=newsletter for more.",
+        f"@{rng.choice(FIRST).lower()}_{rng.randint(1, 99)} thanks, the fix is in #{rng.randint(100, 9999)}",
+        f"Use the @property decorator; see docs.python.org/3/library/functions.html#property (section {rng.randint(1, 9)}.{rng.randint(1, 9)}).",
+        f"Open {rng.randint(9, 11)}:30-{rng.randint(12, 18)}:45, {rng.randint(1, 9)} days a week, {rng.randint(2015, 2020)}-{rng.randint(2021, 2026)}.",
+        f"Final score {rng.randint(0, 5)}-{rng.randint(0, 5)}; attendance {rng.randint(1, 99)},{rng.randint(100, 999)},{rng.randint(100, 999)}.",
+        f"pi = 3.14159265358979; e = 2.718281828459045; n = {rng.randint(10**9, 10**12):,}",
+        f"Call the function twice; the number {rng.randint(2, 9)} appears {rng.randint(10, 99)} times in row {rng.randint(100, 999)}.",
+        f"Flight {rng.choice(['BA', 'LH', 'AF'])}{rng.randint(100, 9999)} departs at {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d} from gate {rng.choice('ABC')}{rng.randint(1, 60)}.",
+        f"Reset your password via the link; tokens expire after {rng.randint(5, 60)} minutes.",
+        f"The SSN field is optional and the phone field accepts digits only ({rng.randint(7, 15)} max).",
+        f"Route {rng.randint(1, 99)} and I-{rng.randint(5, 95)} are closed near exit {rng.randint(1, 300)}.",
+        f"Temperature {rng.uniform(-10, 40):.1f} °C, humidity {rng.randint(10, 99)}%, pressure {rng.randint(980, 1040)} hPa.",
+    ])
+
+
 CLEAN_KINDS: dict[str, Callable[[random.Random], str]] = {
     "prose": _clean_prose, "code": _clean_code, "log": _clean_log, "table": _clean_table, "ids": _clean_ids,
-    "dates": _clean_dates}
+    "dates": _clean_dates, "web": _clean_web}
 
 
 def clean(n: int = 6000, seed: int = 1) -> list[str]:
-    """`n` PII-free texts, evenly drawn from prose, code, logs, number tables, ids and plain dates."""
+    """`n` PII-free texts, evenly drawn from prose, code, logs, number tables, ids, plain dates, web text."""
     rng = random.Random(seed)
     kinds = list(CLEAN_KINDS.values())
     return [kinds[i % len(kinds)](rng) for i in range(n)]

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .config import LeakageConfig
 from .data import Record, read_records
 from .errors import TuneforgeError
 from .rundir import atomic_write_json
@@ -20,8 +21,9 @@ def scan_command(paths: list[str], config: str | None, out: str | None, columns:
     from .audit import audit, summary_lines
 
     t0 = time.perf_counter()
-    splits, cols, threshold, ngram, group = _inputs(paths, config, columns)
-    _, report = audit(splits, cols, "warn", "warn", threshold, ngram=ngram, group=group)
+    splits, cols, leak_cols, leak = _inputs(paths, config, columns)
+    _, report = audit(splits, cols, "warn", "warn", leak.threshold, ngram=leak.ngram, group_column=leak_cols[1],
+                      shingle=leak.shingle, ngram_share=leak.ngram_share, leak_columns=leak_cols[0])
     report["seconds"] = round(time.perf_counter() - t0, 2)
     for line in summary_lines(report):
         print(line)
@@ -36,24 +38,26 @@ def scan_command(paths: list[str], config: str | None, out: str | None, columns:
     return 1 if found else 0
 
 
-def _inputs(paths: list[str], config: str | None,
-            columns: list[str] | None) -> tuple[dict[str, list[Record]], list[str], float, int, str | None]:
+def _inputs(paths: list[str], config: str | None, columns: list[str] | None
+            ) -> tuple[dict[str, list[Record]], list[str], tuple[list[str] | None, str | None], LeakageConfig]:
+    """(splits, PII columns, (leakage columns, group column), leakage settings)."""
     if config:
         from .config import load_config
-        from .pipeline import text_columns
+        from .pipeline import input_columns, text_columns
         from .splits import load_splits
 
         cfg = load_config(config)
         label = cfg.data.label if cfg.task == "classification" else None
         splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, label, cfg.data.group,
                              cfg.train.seed)
-        return splits, columns or text_columns(cfg), cfg.leakage.threshold, cfg.leakage.ngram, cfg.data.group
+        return splits, columns or text_columns(cfg), (columns or input_columns(cfg), cfg.data.group), cfg.leakage
     if not paths:
         raise TuneforgeError("give data files to scan (first is train), or --config CONFIG")
     splits: dict[str, list[Record]] = {}
     for i, path in enumerate(paths):
         splits[_split_name(path, i, splits)] = read_records(path)
-    return splits, columns or _text_fields(splits["train"]), 0.8, 13, None
+    cols = columns or _text_fields(splits["train"])
+    return splits, cols, (cols, None), LeakageConfig()
 
 
 def _split_name(path: str, position: int, taken: dict[str, Any]) -> str:
