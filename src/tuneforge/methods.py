@@ -37,6 +37,25 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+def quant_state_bytes(tensor: Any) -> int:
+    """Bytes of a 4-bit (bitsandbytes Params4bit) tensor's quantization constants; 0 for plain tensors."""
+    state = getattr(tensor, "quant_state", None)
+    if state is None:
+        return 0
+    return sum(v.numel() * v.element_size() for v in state.as_dict(packed=True).values() if torch.is_tensor(v))
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes the model's weights occupy as stored: parameters, buffers and 4-bit quantization constants."""
+    seen: set[int] = set()
+    total = 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size() + quant_state_bytes(t)
+    return total
+
+
 class FullMethod:
     """Every weight trains; the result is a plain Hugging Face model directory."""
 
@@ -143,11 +162,23 @@ def modules_to_save(model: nn.Module, value: str | list[str], task: str) -> list
     return [value] if value and value != "none" else None
 
 
+def _lazy(module: str, cls: str) -> Callable[[], Any]:
+    """A factory importing its module on first use (they import this module, and qlora pulls in bitsandbytes)."""
+    def make() -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), cls)()
+    return make
+
+
 METHODS: dict[str, Callable[[], Any]] = {
     "full": FullMethod,
     "scratch": ScratchMethod,
     "lora": LoraMethod,
     "dora": DoraMethod,
+    "qlora": _lazy("qlora", "QLoraMethod"),
+    "adapter": _lazy("adapters", "AdapterMethod"),
+    "freeze": _lazy("freeze", "FreezeMethod"),
 }
 
 

@@ -20,7 +20,7 @@ from .data import Record
 from .device import autocast_dtype, pick_device, seed_everything, set_threads
 from .errors import TuneforgeError
 from .loop import fit
-from .methods import count_parameters, get_method
+from .methods import count_parameters, get_method, weight_bytes
 from .runlog import RunLog, read_metrics as log_rows
 from .splits import load_splits
 
@@ -40,12 +40,13 @@ class Prepared:
     audit: dict[str, Any]
 
 
-def prepare(cfg: Config, log: RunLog | None = None) -> Prepared:
+def prepare(cfg: Config, log: RunLog | None = None, splits: dict[str, list[Record]] | None = None) -> Prepared:
     """Read, vet, split and encode the data; resolve the model. Touches nothing on disk."""
-    source = models.resolve(cfg.model)
+    source = models.resolve(cfg.model, allow_pickle=cfg.allow_pickle)
     label = cfg.data.label if cfg.task == "classification" else None
-    splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, label, cfg.data.group,
-                         cfg.train.seed, cfg.data.limit)
+    if splits is None:  # cross-validation passes each fold's splits in
+        splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, label, cfg.data.group,
+                             cfg.train.seed, cfg.data.limit)
     splits, audit = vet(splits, cfg)
     if log is not None:
         from .audit import summary_lines
@@ -55,13 +56,25 @@ def prepare(cfg: Config, log: RunLog | None = None) -> Prepared:
     tokenizer = models.load_tokenizer(source)
     task = build_task(cfg, tokenizer, splits["train"])
     encoded = {name: task.encode(records, name) for name, records in splits.items()}
+    if log is not None:  # e.g. instruction truncation summaries (which examples were cut, and how)
+        for line in getattr(task, "notes", []):
+            log.note(line)
     return Prepared(cfg, source, tokenizer, task, splits, encoded, audit)
 
 
 def text_columns(cfg: Config) -> list[str]:
+    """Columns scanned for PII: every text the model sees."""
     if cfg.task == "classification":
         return [cfg.data.text]
     return [cfg.data.prompt, cfg.data.input, cfg.data.response, cfg.data.messages, cfg.data.text]
+
+
+def input_columns(cfg: Config) -> list[str]:
+    """Columns compared for leakage: the inputs. Instruction data legitimately repeats answers (the
+    same fact asked in new words is what a support bot must generalize to), so responses are left out."""
+    if cfg.task == "classification":
+        return [cfg.data.text]
+    return [cfg.data.prompt, cfg.data.input, cfg.data.messages, cfg.data.text]
 
 
 def vet(splits: dict[str, list[Record]], cfg: Config) -> tuple[dict[str, list[Record]], dict[str, Any]]:
@@ -69,7 +82,8 @@ def vet(splits: dict[str, list[Record]], cfg: Config) -> tuple[dict[str, list[Re
     from .audit import audit
 
     return audit(splits, text_columns(cfg), cfg.privacy.pii, cfg.leakage.policy, cfg.leakage.threshold,
-                 ngram=cfg.leakage.ngram, group=cfg.data.group)
+                 ngram=cfg.leakage.ngram, group_column=cfg.data.group, shingle=cfg.leakage.shingle,
+                 ngram_share=cfg.leakage.ngram_share, leak_columns=input_columns(cfg))
 
 
 def build_task(cfg: Config, tokenizer: Any, train_records: list[Record]) -> Any:
@@ -77,8 +91,13 @@ def build_task(cfg: Config, tokenizer: Any, train_records: list[Record]) -> Any:
         from .classification import ClassificationTask, label_set
 
         labels, multi = label_set(train_records, cfg.data.label)
-        return ClassificationTask(tokenizer, labels, cfg.data.text, cfg.data.label, cfg.data.max_length,
+        task = ClassificationTask(tokenizer, labels, cfg.data.text, cfg.data.label, cfg.data.max_length,
                                   multi_label=multi, label_smoothing=cfg.train.label_smoothing)
+        if cfg.init_from:  # continuing an earlier run: this task becomes a new head on the same body
+            from .sequence import continued_task
+
+            return continued_task(cfg, task)
+        return task
     from .instruction import InstructionTask
 
     return InstructionTask.from_config(cfg, tokenizer)
@@ -86,8 +105,8 @@ def build_task(cfg: Config, tokenizer: Any, train_records: list[Record]) -> Any:
 
 def load_model(cfg: Config, source: models.ModelSource, task: Any, method: Any) -> torch.nn.Module:
     if cfg.task == "classification":
-        return models.load_classifier(source, task.labels, scratch=method.scratch,
-                                      multi_label=task.multi_label)
+        return models.load_classifier(source, getattr(task, "model_labels", task.labels), scratch=method.scratch,
+                                      dropout=cfg.train.model_dropout, multi_label=task.multi_label)
     return models.load_causal_lm(source, scratch=method.scratch)
 
 
@@ -112,13 +131,16 @@ class TrainOutcome:
     eval: dict[str, Any]
 
 
-def train(cfg: Config, overwrite: bool = False, quiet: bool = False) -> TrainOutcome:
-    """Fine-tune per `cfg` and write the run directory; returns it with the final eval.json content."""
+def train(cfg: Config, overwrite: bool = False, quiet: bool = False,
+          splits: dict[str, list[Record]] | None = None) -> TrainOutcome:
+    """Fine-tune per `cfg` and write the run directory; returns it with the final eval.json content.
+
+    `splits` (train/validation/test records) replaces reading cfg.data — cross-validation folds use it."""
     set_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     resume = bool(cfg.resume)
     early = RunLog(None, quiet=quiet)
-    prep = prepare(cfg, early)
+    prep = prepare(cfg, early, splits)
     method = get_method(cfg.method.name)
     run_dir = rundir.prepare(cfg.run_dir, overwrite=overwrite, resume=resume)
     with rundir.lock(run_dir), RunLog(run_dir, quiet=quiet) as log:
@@ -134,10 +156,12 @@ def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog)
     device = pick_device()
     dtype = autocast_dtype(cfg.train.precision, device)
     t_load = time.perf_counter()
-    model = load_model(cfg, prep.source, task, method)
+    model = start_model(cfg, prep.source, task, method)
     model = method.apply(model, cfg.method, cfg.task).to(device)
     log.note(f"loaded {cfg.model} in {time.perf_counter() - t_load:.1f}s; method {method.name}: "
              + _param_line(model))
+    if hasattr(method, "describe"):  # e.g. qlora: the 4-bit base's memory against bf16/fp32
+        log.note(method.describe(model))
     eval_sets = {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}
     results: dict[str, Any] = {"task": cfg.task, "method": method.name, "model": cfg.model}
     if cfg.eval.base:
@@ -146,10 +170,15 @@ def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog)
 
     from .checkpoint import Checkpointer
 
-    checkpointer = Checkpointer(run_dir / "checkpoints", cfg.train, method) if cfg.train.checkpoint_every \
-        or cfg.resume else None
-    outcome = fit(model, task, prep.encoded["train"], prep.encoded.get("validation", []), cfg.train, log,
-                  device, dtype, checkpointer=checkpointer, eval_batch_size=cfg.eval.batch_size)
+    checkpointer = Checkpointer(run_dir / "checkpoints", cfg.train, method, resume=bool(cfg.resume),
+                                metrics=run_dir / "metrics.jsonl", note=log.note) \
+        if cfg.train.checkpoint_every or cfg.resume else None
+    from .forgetting import ForgettingGuard
+
+    guard = ForgettingGuard.start(prep, model, device, dtype, log)  # "before" probe, replay mix, EWC/L2
+    outcome = fit(model, guard.task, guard.train, prep.encoded.get("validation", []), cfg.train, log,
+                  device, dtype, regularizer=guard.regularizer, checkpointer=checkpointer,
+                  eval_batch_size=cfg.eval.batch_size)
 
     final = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype) for name, ex in eval_sets.items()}
     final["train"] = task.evaluate(model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size, device, dtype)
@@ -161,18 +190,33 @@ def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog)
                      "tokens_per_s": round(outcome.state.tokens / max(outcome.train_seconds, 1e-9), 1),
                      "stop_reason": outcome.state.stop_reason, "best_step": outcome.state.best_step,
                      "best_metric": outcome.state.best_metric, "restored_best": outcome.best_weights_restored,
-                     "trainable_params": trainable, "total_params": total},
+                     "trainable_params": trainable, "total_params": total,
+                     "weights_mb": round(weight_bytes(model) / 2 ** 20, 1)},
         "history": outcome.state.history,
         "notes": log.notes,
     })
-    from .diagnosis import diagnose
+    forgetting = guard.finish(model, log)
+    if forgetting is not None:
+        results["forgetting"] = forgetting
+    from .diagnosis import diagnose, summary_lines
 
-    results["diagnosis"] = diagnose(log_rows(run_dir), results)
+    results["diagnosis"] = diagnose(log_rows(run_dir), results, cfg)
+    for line in summary_lines(results["diagnosis"]):
+        log.note(line)
     save_model(model, method, prep, run_dir)
     from .report import write_outputs
 
     write_outputs(run_dir, results)
     return results
+
+
+def start_model(cfg: Config, source: models.ModelSource, task: Any, method: Any) -> torch.nn.Module:
+    """The model training starts from: the base model, or an earlier run's (`init_from`) with a new head."""
+    if cfg.init_from and cfg.task == "classification":
+        from .sequence import continue_from
+
+        return continue_from(cfg, task)
+    return load_model(cfg, source, task, method)
 
 
 def _param_line(model: torch.nn.Module) -> str:
@@ -186,15 +230,26 @@ def save_model(model: torch.nn.Module, method: Any, prep: Prepared, run_dir: Pat
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
-    method.save(model, tmp)
-    prep.tokenizer.save_pretrained(str(tmp))
-    meta = {"task": prep.cfg.task, "model": prep.cfg.model, "method": method.name,
-            **prep.task.metadata()}
-    (tmp / "tuneforge.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    try:
+        method.save(model, tmp)
+        prep.tokenizer.save_pretrained(str(tmp))
+        meta = {"task": prep.cfg.task, "model": prep.cfg.model, "method": method.name,
+                **prep.task.metadata()}
+        (tmp / "tuneforge.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    except OSError as e:  # e.g. disk full: leave no half-written model behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = sorted((run_dir / "checkpoints").glob("step-*"))
+        raise TuneforgeError(f"cannot write {run_dir / 'model'} ({e.strerror or e}); free space and rerun with "
+                             "--resume" + (" (the last checkpoint is kept)" if last else "")) from None
     final = run_dir / "model"
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    if final.exists():  # swap by renames: a crash leaves the old model or the new one, never neither
+        old = tmp.with_name(".model.old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
 
 
 def load_run(run_dir: Path) -> tuple[Config, Any, torch.nn.Module]:
@@ -216,11 +271,15 @@ def load_run(run_dir: Path) -> tuple[Config, Any, torch.nn.Module]:
 
         task = ClassificationTask(tokenizer, meta["labels"], cfg.data.text, cfg.data.label, cfg.data.max_length,
                                   multi_label=meta.get("multi_label", False))
+        if meta.get("heads"):  # a continued run: one shared head, this task's slice of it
+            from .sequence import HeadTask
+
+            task = HeadTask.wrap(task, meta["offset"], meta["heads"])
     else:
         from .instruction import InstructionTask
 
         task = InstructionTask.from_config(cfg, tokenizer, saved=meta)
-    base = load_model(cfg, source, task, method) if method.name != "full" and method.name != "scratch" \
+    base = start_model(cfg, source, task, method) if method.name != "full" and method.name != "scratch" \
         else None
     if base is None:  # full/scratch: the saved directory is a complete model
         base = load_model(cfg, models.ModelSource(cfg.model, run_dir / "model"), task, method)

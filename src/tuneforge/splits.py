@@ -79,7 +79,14 @@ def _carve_groups(records: list[Record], fraction: float, group: str, seed: int)
 
 
 def _key(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+    """A hashable stand-in for a label or group value (lists and dicts are valid JSON values too)."""
+    if isinstance(value, list):
+        value = tuple(value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 def kfold(records: list[Record], k: int, label: str | None, seed: int) -> list[tuple[list[int], list[int]]]:

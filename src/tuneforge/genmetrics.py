@@ -1,0 +1,70 @@
+"""Generation metrics for instruction runs: exact match, token F1, ROUGE-L and fact accuracy.
+
+Exact match and token F1 use SQuAD-style normalization (lowercase, no punctuation, no articles,
+single spaces) so that "Paris." and "paris" agree. ROUGE-L comes from the `rouge-score` package (F-measure,
+Porter stemming). `fact_accuracy` is the fraction of answers that contain the record's `fact` string
+(case-insensitive) — the metric that says whether the model learned what it was taught.
+"""
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from functools import lru_cache
+from typing import Any, Sequence
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize(text: str) -> str:
+    """Lowercase, drop punctuation and English articles, squeeze whitespace."""
+    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    return float(normalize(prediction) == normalize(reference))
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """Harmonic mean of token precision and recall (bag of normalized words)."""
+    pred, ref = normalize(prediction).split(), normalize(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+@lru_cache(maxsize=1)
+def _rouge() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    return float(_rouge().score(reference, prediction)["rougeL"].fmeasure)
+
+
+def contains_fact(prediction: str, fact: str) -> bool:
+    return fact.strip().lower() in prediction.lower()
+
+
+def generation_metrics(predictions: Sequence[str], references: Sequence[str],
+                       facts: Sequence[str | None] | None = None) -> dict[str, float]:
+    """Mean of each metric over the examples; `fact_accuracy` only over examples that carry a fact."""
+    assert len(predictions) == len(references), (len(predictions), len(references))
+    n = max(len(predictions), 1)
+    out = {
+        "exact_match": sum(map(exact_match, predictions, references)) / n,
+        "token_f1": sum(map(token_f1, predictions, references)) / n,
+        "rouge_l": sum(map(rouge_l, predictions, references)) / n,
+    }
+    pairs = [(p, f) for p, f in zip(predictions, facts or []) if f]
+    if pairs:
+        out["fact_accuracy"] = sum(contains_fact(p, f) for p, f in pairs) / len(pairs)
+    return out

@@ -1,0 +1,191 @@
+"""Curve diagnosis on canned curves (fast), and on real provoked runs of the embedded MiniLM (slow)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tuneforge.config import load_config
+from tuneforge.diagnosis import diagnose, summary_lines
+
+
+def train_rows(losses: list[float], every: int = 10, grad_norms: list[float] | None = None) -> list[dict[str, Any]]:
+    return [{"step": every * (i + 1), "split": "train", "loss": v,
+             **({"grad_norm": grad_norms[i]} if grad_norms else {})} for i, v in enumerate(losses)]
+
+
+def val_rows(losses: list[float], every: int = 20, acc: list[float] | None = None) -> list[dict[str, Any]]:
+    return [{"step": every * (i + 1), "split": "val", "loss": v, **({"accuracy": acc[i]} if acc else {})}
+            for i, v in enumerate(losses)]
+
+
+def split_metrics(acc: float, loss: float, supports: tuple[int, ...] = (40, 40, 40)) -> dict[str, Any]:
+    return {"accuracy": acc, "loss": loss, "confusion_matrix": [[0]],
+            "per_class": {f"c{i}": {"support": s} for i, s in enumerate(supports)}}
+
+
+def results(train: dict[str, Any], val: dict[str, Any], method: str = "lora", base_loss: float = 1.0986,
+            **extra: Any) -> dict[str, Any]:
+    return {"task": "classification", "method": method, "base": {"validation": {"loss": base_loss}},
+            "final": {"train": train, "validation": val}, "training": {"restored_best": False}, **extra}
+
+
+# The real curve of examples/sentiment.yaml (LoRA, 3 epochs): healthy, with a small late val-loss uptick.
+SENTIMENT_TRAIN = [1.0971, 1.0679, 0.8001, 0.2359, 0.3038, 0.1899, 0.1131, 0.0277, 0.0557, 0.0393, 0.1502]
+SENTIMENT_VAL = [0.4006, 0.1237, 0.1420]
+
+
+def sentiment_rows() -> list[dict[str, Any]]:
+    rows = train_rows(SENTIMENT_TRAIN)
+    rows += [{"step": s, "split": "val", "loss": v} for s, v in zip((34, 68, 102), SENTIMENT_VAL)]
+    return rows
+
+
+def test_healthy_real_curve() -> None:
+    d = diagnose(sentiment_rows(), results(split_metrics(0.980, 0.057), split_metrics(0.95, 0.124)))
+    assert d["label"] == "healthy", d
+    assert d["advice"] == [] and d["evidence"]
+    assert "signals" in d and not d["signals"]
+
+
+def test_overfitting_val_loss_rises_while_train_falls() -> None:
+    rows = train_rows([1.0, 0.6, 0.3, 0.1, 0.03, 0.01, 0.005, 0.002]) + \
+        val_rows([0.7, 0.55, 0.8, 1.1])  # steps 20, 40, 60, 80; best at 40
+    d = diagnose(rows, results(split_metrics(1.0, 0.002), split_metrics(0.62, 1.1)))
+    assert d["label"] == "overfitting"
+    text = " ".join(d["evidence"])
+    assert "0.5500 (step 40)" in text and "1.1000 (step 80)" in text
+    assert "train accuracy 1.000 vs validation 0.620" in text
+    assert d["advice"][0].startswith("stop at step 40")
+    assert any("weight_decay" in a for a in d["advice"]) and any("method.r" in a for a in d["advice"])
+
+
+def test_overfitting_advice_uses_the_config() -> None:
+    cfg = load_config(None, ["name=x", "data.train=x.jsonl", "method.r=16", "train.weight_decay=0.01"])
+    rows = train_rows([1.0, 0.5, 0.1, 0.01]) + val_rows([0.5, 0.9])
+    d = diagnose(rows, results(split_metrics(1.0, 0.01), split_metrics(0.7, 0.9)), cfg)
+    assert any("now 16; try 8" in a for a in d["advice"])
+    assert any("now 0.01; try 0.05" in a for a in d["advice"])
+
+
+def test_overfitting_full_method_suggests_fewer_parameters() -> None:
+    rows = train_rows([1.0, 0.5, 0.1, 0.01]) + val_rows([0.5, 0.9])
+    d = diagnose(rows, results(split_metrics(1.0, 0.01), split_metrics(0.7, 0.9), method="full"))
+    assert any("method.name: lora" in a for a in d["advice"])
+
+
+def test_overfitting_from_accuracy_gap_alone() -> None:
+    rows = train_rows([1.0, 0.4, 0.1]) + val_rows([0.6])
+    d = diagnose(rows, results(split_metrics(0.99, 0.05), split_metrics(0.80, 0.6)))
+    assert d["label"] == "overfitting"
+    assert "19.0 points apart" in d["evidence"][0]
+
+
+def test_growing_loss_gap_is_overfitting() -> None:
+    rows = train_rows([1.0, 0.6, 0.35, 0.2, 0.1, 0.05]) + val_rows([0.62, 0.60, 0.58], every=20)
+    d = diagnose(rows, results(split_metrics(0.93, 0.05), split_metrics(0.88, 0.58)))
+    assert d["label"] == "overfitting"
+    assert any("gap grew" in e for e in d["evidence"])
+
+
+def test_underfitting_flat_loss_at_majority_rate() -> None:
+    rows = train_rows([1.0990, 1.0987, 1.0986, 1.0985]) + val_rows([1.0986, 1.0985])
+    d = diagnose(rows, results(split_metrics(0.35, 1.0985), split_metrics(0.34, 1.0985)))
+    assert d["label"] == "underfitting"
+    text = " ".join(d["evidence"])
+    assert "barely moved" in text and "majority-class rate 0.333" in text and "chance level ln(3)" in text
+    assert d["advice"][0].startswith("raise train.lr")
+    assert any("full fine-tuning" in a for a in d["advice"])
+
+
+def test_underfitting_with_imbalanced_classes() -> None:
+    # 80% majority class: accuracy 0.81 is the model predicting the majority, not learning.
+    rows = train_rows([0.55, 0.52, 0.50]) + val_rows([0.5])
+    d = diagnose(rows, results(split_metrics(0.81, 0.50, (80, 20)), split_metrics(0.80, 0.5, (80, 20)),
+                               base_loss=0.69))
+    assert d["label"] == "underfitting"
+    assert "majority-class rate 0.800" in " ".join(d["evidence"])
+
+
+def test_unstable_nan() -> None:
+    rows = train_rows([1.0, 0.7, math.nan, 0.5])
+    d = diagnose(rows, results(split_metrics(0.9, 0.3), split_metrics(0.88, 0.35)))
+    assert d["label"] == "unstable"
+    assert "nan at step 30" in d["evidence"][0]
+    assert d["advice"][0].startswith("lower train.lr")
+
+
+def test_unstable_spike_and_skipped_batches() -> None:
+    rows = train_rows([1.0, 0.4, 0.2, 2.3, 0.3, 0.2], grad_norms=[1, 1, 1, 90, 1.5, 1])
+    d = diagnose(rows, results(split_metrics(0.95, 0.1), split_metrics(0.93, 0.2),
+                               notes=["step 41: loss is nan; batch skipped (1/10)"]))
+    assert d["label"] == "unstable"
+    text = " ".join(d["evidence"])
+    assert "spiked to 2.3000 at step 40" in text and "skipped" in text and "gradient norm peaked" in text
+
+
+def test_unstable_beats_overfitting_and_other_signals_are_kept() -> None:
+    rows = train_rows([1.0, 0.4, 0.05, 2.0, 0.01]) + val_rows([0.3, 1.0])
+    d = diagnose(rows, results(split_metrics(1.0, 0.01), split_metrics(0.6, 1.0)))
+    assert d["label"] == "unstable"
+    assert "overfitting" in d["signals"]
+
+
+def test_noisy_but_healthy_curve_is_not_unstable() -> None:
+    rows = train_rows([1.1, 0.9, 0.5, 0.62, 0.41, 0.45, 0.30, 0.36, 0.25]) + val_rows([0.5, 0.38, 0.33, 0.30])
+    d = diagnose(rows, results(split_metrics(0.91, 0.25), split_metrics(0.89, 0.30)))
+    assert d["label"] == "healthy", d
+
+
+def test_summary_lines() -> None:
+    lines = summary_lines({"label": "overfitting", "evidence": ["e1"], "advice": ["a1", "a2"]})
+    assert lines[0] == "diagnosis: overfitting" and len(lines) == 4
+
+
+# ------------------------------------------------------------------ real provoked runs (slow)
+
+def _minilm_config(tmp_path: Path, name: str, **train: Any) -> Any:
+    return load_config(None, base={
+        "name": name, "task": "classification", "model": "minilm", "output_dir": str(tmp_path),
+        "method": {"name": "full"},
+        "data": {"train": "examples/sentiment/tiny.jsonl", "validation": 0.25, "test": None, "max_length": 64},
+        "privacy": {"pii": "off"}, "leakage": {"policy": "warn"}, "forgetting": {"reference": None},
+        "eval": {"base": True, "batch_size": 64},
+        "train": {"batch_size": 8, "seed": 0, "log_every": 1, "warmup": 0.0,
+                  "early_stopping": {"patience": None}, **train}})
+
+
+@pytest.mark.slow
+def test_real_tiny_data_many_epochs_is_overfitting(tmp_path: Path) -> None:
+    """30 reviews, full fine-tuning for 12 epochs: memorised, validation loss climbs."""
+    from tuneforge.pipeline import train
+
+    out = train(_minilm_config(tmp_path, "overfit", epochs=12, lr=1e-4, eval_every=4), quiet=True)
+    d = out.eval["diagnosis"]
+    assert d["label"] == "overfitting", d
+    assert any("stop at step" in a for a in d["advice"])
+    assert (out.run_dir / "eval.json").read_text().count('"overfitting"') >= 1
+
+
+@pytest.mark.slow
+def test_real_tiny_lr_is_underfitting(tmp_path: Path) -> None:
+    """lr 1e-7: the loss does not move and the model predicts at the majority rate."""
+    from tuneforge.pipeline import train
+
+    out = train(_minilm_config(tmp_path, "underfit", epochs=2, lr=1e-7), quiet=True)
+    d = out.eval["diagnosis"]
+    assert d["label"] == "underfitting", d
+    assert d["advice"][0].startswith("raise train.lr")
+
+
+def test_flagged_forgetting_adds_advice() -> None:
+    res = results(split_metrics(0.99, 0.05), split_metrics(0.97, 0.08),
+                  forgetting={"metric": "accuracy", "before": 0.95, "after": 0.68, "relative_change": -0.284,
+                              "flagged": True})
+    d = diagnose(train_rows([1.0, 0.3, 0.1]), res)
+    assert d["label"] == "healthy"
+    assert d["advice"] and "forgetting.replay" in d["advice"][-1] and "-28.4%" in d["advice"][-1]
+    res["forgetting"]["flagged"] = False
+    assert diagnose(train_rows([1.0, 0.3, 0.1]), res)["advice"] == []

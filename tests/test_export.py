@@ -1,0 +1,94 @@
+"""`tuneforge export RUN --merge`: plain transformers loads the result and it predicts like the run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers_tiny import make_tiny_llama, sentiment_rows, tiny_train_config, write_jsonl
+from tuneforge.cli import main
+from tuneforge.config import MethodConfig, load_config
+from tuneforge.methods import get_method
+from tuneforge.pipeline import load_run, train
+
+TEXTS = ["great love it", "awful broken refund", "it arrived, okay"]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_bert_dir, tmp_path_factory) -> dict[str, Path]:
+    """One tiny finished run per method (1 epoch: merging must work on any trained state)."""
+    root = tmp_path_factory.mktemp("export-runs")
+    data = write_jsonl(root / "train.jsonl", sentiment_rows(30))
+    out = {}
+    for method in ("lora", "dora", "qlora", "adapter", "freeze"):
+        raw = tiny_train_config(tiny_bert_dir, data, root / "runs", name=method, epochs=1, lr=5e-3)
+        raw["method"] = {"name": method, "layers": 1, "r": 4}
+        out[method] = train(load_config(None, base=raw), quiet=True).run_dir
+    return out
+
+
+def run_logits(run_dir: Path) -> torch.Tensor:
+    _, task, model = load_run(run_dir)
+    batch = task.tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        return model.to("cpu").eval()(**batch).logits.float()
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "qlora", "freeze"])
+def test_merged_export_loads_in_plain_transformers_and_predicts_the_same(runs, method, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "merged"
+    assert main(["export", str(runs[method]), "--merge", "--out", str(out)]) == 0
+    assert "verified" in capsys.readouterr().out
+    assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").exists()
+    model = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    tok = AutoTokenizer.from_pretrained(str(out))
+    with torch.no_grad():
+        got = model(**tok(TEXTS, return_tensors="pt", padding=True)).logits
+    torch.testing.assert_close(got, run_logits(runs[method]), rtol=0, atol=1e-5)
+    assert model.config.id2label[0] == "negative"
+    assert not any("lora" in type(m).__name__.lower() or type(m).__name__ == "Linear4bit" for m in model.modules())
+
+
+def test_adapter_merge_is_refused_clearly_and_plain_export_copies(runs, tmp_path, capsys):
+    assert main(["export", str(runs["adapter"]), "--merge", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: bottleneck adapters cannot be merged") and "GELU" in err
+    assert not (tmp_path / "m").exists()
+    assert main(["export", str(runs["adapter"]), "--out", str(tmp_path / "plain")]) == 0
+    assert (tmp_path / "plain" / "adapter_model.safetensors").exists()
+    assert json.loads((tmp_path / "plain" / "tuneforge_export.json").read_text())["merged"] is False
+
+
+def test_export_refuses_to_overwrite_a_foreign_directory(runs, tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["export", str(runs["lora"]), "--out", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine" / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["lora", "qlora"])
+def test_causal_lm_merge_loads_with_auto_model_for_causal_lm(tmp_path, minilm_tokenizer, name):
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge import models
+
+    torch.manual_seed(0)
+    base_dir = make_tiny_llama(tmp_path / "llama")
+    method = get_method(name)
+    model = method.apply(models.load_causal_lm(models.ModelSource("t", base_dir)),
+                         MethodConfig(name=name, r=4, dropout=0.0), "instruction")
+    batch = dict(minilm_tokenizer(TEXTS, return_tensors="pt", padding=True))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        model(**batch, labels=batch["input_ids"]).loss.backward()
+        opt.step(), opt.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        expected = model(**batch).logits
+        method.merge(model).save_pretrained(str(tmp_path / "out"))
+        got = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).eval()(**batch).logits
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
