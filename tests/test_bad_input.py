@@ -245,6 +245,11 @@ def _disk_full(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
     """safetensors' save raises ENOSPC (after writing a stub) from call number `after` + 1 on."""
     import safetensors.torch as st
 
+    # Modules that bind `save_file` at import time must be imported before the patch, or they would keep
+    # the fake for the rest of the session (and every later test would see a "full disk").
+    import peft.utils.save_and_load  # noqa: F401
+    import transformers.modeling_utils  # noqa: F401
+
     real, calls = st.save_file, {"n": 0}
 
     def save_file(tensors: Any, filename: str, metadata: Any = None) -> None:
