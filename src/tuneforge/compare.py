@@ -387,7 +387,8 @@ def plot_comparison(rows: list[dict[str, Any]], root: Path) -> list[Path]:
     if not ok:
         return []
     plt = _pyplot()
-    largest = max(r["size"] for r in ok)
+    # The largest size that the most methods finished (a partial comparison still shows every method).
+    largest = max({r["size"] for r in ok}, key=lambda n: (sum(r["size"] == n for r in ok), n))
     top = [r for r in ok if r["size"] == largest]
     names = [r["method"] for r in top]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
@@ -422,6 +423,7 @@ def plot_comparison(rows: list[dict[str, Any]], root: Path) -> list[Path]:
             pts = sorted((r["size"], r["metric"]) for r in ok if r["method"] == method and r["metric"] is not None)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=method)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.set_xlabel("training examples"), ax.set_ylabel(f"{ok[0]['metric_name']} ({ok[0]['metric_split']})")
         ax.set_title("learning curves"), ax.grid(alpha=0.3), ax.legend()
