@@ -156,3 +156,14 @@ def test_unknown_metric_is_a_clear_error() -> None:
 
     with pytest.raises(TuneforgeError, match="val_f1_macro"):
         _fit(ScriptedTask([0.5]), EarlyStoppingConfig(metric="val_f1_macro"))
+
+
+def test_adapter_dropout_reaches_the_adapters(tmp_path: Path) -> None:
+    from tuneforge.adapters import BottleneckAdapter
+
+    src = models.ModelSource("tiny", make_tiny_bert(tmp_path / "bert"))
+    base = models.load_classifier(src, ["a", "b"])
+    cfg = _cfg("method.name=adapter", "method.dropout=0.27")
+    model = get_method("adapter").apply(base, cfg.method, "classification")
+    adapters = [m for m in model.modules() if isinstance(m, BottleneckAdapter)]
+    assert adapters and all(a.dropout.p == 0.27 for a in adapters)

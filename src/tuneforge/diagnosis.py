@@ -32,7 +32,7 @@ def diagnose(rows: list[dict[str, Any]], results: dict[str, Any], cfg: Any | Non
     final = results.get("final", {})
     signals = {
         "unstable": unstable_signals(train, val, results),
-        "overfitting": overfitting_signals(train, val, final),
+        "overfitting": overfitting_signals(train, val, final, results),
         "underfitting": underfitting_signals(train, final, results),
     }
     label = next((k for k in ("unstable", "overfitting", "underfitting") if signals[k]), "healthy")
@@ -76,7 +76,8 @@ def unstable_signals(train: list[dict[str, Any]], val: list[dict[str, Any]], res
     return found
 
 
-def overfitting_signals(train: list[dict[str, Any]], val: list[dict[str, Any]], final: dict[str, Any]) -> list[str]:
+def overfitting_signals(train: list[dict[str, Any]], val: list[dict[str, Any]], final: dict[str, Any],
+                        results: dict[str, Any]) -> list[str]:
     found = []
     finite_val = [r for r in val if _finite(r["loss"])]
     if len(finite_val) >= 2:
@@ -96,7 +97,7 @@ def overfitting_signals(train: list[dict[str, Any]], val: list[dict[str, Any]], 
     tr, va = final.get("train", {}), final.get("validation", {})
     if isinstance(tr.get("accuracy"), (int, float)) and isinstance(va.get("accuracy"), (int, float)):
         gap = tr["accuracy"] - va["accuracy"]
-        if gap >= ACC_GAP:
+        if gap >= ACC_GAP and _learned(train, final, results):  # else the gap is noise on tiny splits
             found.append(f"train accuracy {tr['accuracy']:.3f} vs validation {va['accuracy']:.3f} "
                          f"({100 * gap:.1f} points apart)")
     return found
@@ -105,23 +106,45 @@ def overfitting_signals(train: list[dict[str, Any]], val: list[dict[str, Any]], 
 def underfitting_signals(train: list[dict[str, Any]], final: dict[str, Any], results: dict[str, Any]) -> list[str]:
     found = []
     tr = final.get("train", {})
-    end = tr.get("loss") if _finite(tr.get("loss", math.nan)) else (train[-1]["loss"] if train else None)
-    start = _start_loss(train, results)
-    if end is not None and start is not None and len(train) >= 1 and end >= FLAT_RATIO * start:
+    end, start = _end_loss(train, tr), _start_loss(train, results)
+    if end is not None and start is not None and end >= FLAT_RATIO * start:
         found.append(f"training loss barely moved: {start:.4f} at the start → {end:.4f} at the end "
                      f"({100 * (end - start) / start:+.1f}%)")
-    per_class = tr.get("per_class")
-    if isinstance(per_class, dict) and per_class and isinstance(tr.get("accuracy"), (int, float)):
-        supports = [c.get("support", 0) for c in per_class.values()]
-        n_classes = len(supports)
-        if sum(supports):
-            majority = max(supports) / sum(supports)
-            if tr["accuracy"] <= majority + MAJORITY_MARGIN:
-                found.append(f"train accuracy {tr['accuracy']:.3f} is near the majority-class rate {majority:.3f}")
-            chance = math.log(n_classes) if n_classes > 1 else None
-            if end is not None and chance and end >= CHANCE_RATIO * chance and "confusion_matrix" in tr:
-                found.append(f"training loss {end:.4f} is near the chance level ln({n_classes}) = {chance:.4f}")
+    majority = _majority(tr)
+    if majority is not None and isinstance(tr.get("accuracy"), (int, float)):
+        if tr["accuracy"] <= majority + MAJORITY_MARGIN:
+            found.append(f"train accuracy {tr['accuracy']:.3f} is near the majority-class rate {majority:.3f}")
+        n_classes = len(tr["per_class"])
+        chance = math.log(n_classes) if n_classes > 1 else None
+        if end is not None and chance and end >= CHANCE_RATIO * chance and "confusion_matrix" in tr:
+            found.append(f"training loss {end:.4f} is near the chance level ln({n_classes}) = {chance:.4f}")
     return found
+
+
+def _learned(train: list[dict[str, Any]], final: dict[str, Any], results: dict[str, Any]) -> bool:
+    """Whether the model fit its training data at all: its loss moved and it beats the majority class."""
+    tr = final.get("train", {})
+    end, start = _end_loss(train, tr), _start_loss(train, results)
+    if end is not None and start is not None and end >= FLAT_RATIO * start:
+        return False
+    majority = _majority(tr)
+    return majority is None or tr.get("accuracy", 1.0) > majority + MAJORITY_MARGIN
+
+
+def _end_loss(train: list[dict[str, Any]], tr: dict[str, Any]) -> float | None:
+    """Training loss at the end: the final re-evaluation on training data, else the last logged loss."""
+    if _finite(tr.get("loss", math.nan)):
+        return tr["loss"]
+    return train[-1]["loss"] if train and _finite(train[-1]["loss"]) else None
+
+
+def _majority(tr: dict[str, Any]) -> float | None:
+    """The majority-class rate of the training probe (from per-class supports), if known."""
+    per_class = tr.get("per_class")
+    if not isinstance(per_class, dict) or not per_class:
+        return None
+    supports = [c.get("support", 0) for c in per_class.values()]
+    return max(supports) / sum(supports) if sum(supports) else None
 
 
 def healthy_evidence(train: list[dict[str, Any]], val: list[dict[str, Any]], final: dict[str, Any]) -> list[str]:
@@ -157,7 +180,8 @@ def advice(label: str, train: list[dict[str, Any]], val: list[dict[str, Any]], r
         stop = _best_val_step(val, results)
         out = []
         training = results.get("training", {})
-        if stop is not None:
+        last = val[-1]["step"] if val else None
+        if stop is not None and stop != last:  # validation still improving at the end: no earlier stop to suggest
             restored = " (the best weights were restored, so the saved model is that step's)" \
                 if training.get("restored_best") else ""
             out.append(f"stop at step {stop}: set train.early_stopping.patience (e.g. 2){restored}")
@@ -199,8 +223,10 @@ def forgetting_advice(results: dict[str, Any]) -> list[str]:
     line = f"forgetting flagged: {what} changed {100 * f['relative_change']:+.1f}% ({f['before']:.4f} → {f['after']:.4f})"
     if f["metric"] == "embedding_geometry":
         return [line + "; if the body is also used for embeddings, use method.name: lora or forgetting.l2_to_base"]
+    fewer = "lower method.r or train.lr" if results.get("method") in ("lora", "dora", "qlora") \
+        else "train fewer weights (method.name: lora)"
     return [line + "; mix old data into training (forgetting.replay: 0.25), hold important weights "
-            "(forgetting.ewc), or train fewer weights (method.name: lora)"]
+            f"(forgetting.ewc), or {fewer}"]
 
 
 # ------------------------------------------------------------------ helpers

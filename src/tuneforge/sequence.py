@@ -169,8 +169,11 @@ def load_sequence(path: Path, overrides: list[str] | None = None) -> dict[str, A
     if not isinstance(tasks, list) or len(tasks) < 2:
         problems.append(f"{path}: `tasks` must list at least two tasks (each: config: FILE, set: {{key: value}})")
     variants = spec.get("variants") or {"plain": {}}
-    if not isinstance(variants, dict):
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) or v is None for v in variants.values()):
         problems.append(f"{path}: `variants` must map a variant name to overrides, e.g. replay: {{forgetting.replay: 0.2}}")
+    else:
+        problems += [f"{path}: variant name {k!r} must be a plain directory name" for k in variants
+                     if not isinstance(k, str) or not k or "/" in k or k in (".", "..")]
     if problems:
         raise ConfigError(problems)
     spec.setdefault("name", path.stem)
@@ -216,15 +219,19 @@ def run_sequence(spec: dict[str, Any], overwrite: bool = False, quiet: bool = Fa
 
     out_dir = Path(spec.get("output_dir", "runs")) / spec["name"]
     first_cfg = stage_config({**spec, "variant": ""}, 0, {}, None)
-    first = _train_or_reuse(first_cfg, overwrite, quiet, train)
-    variants = {k: v for k, v in spec["variants"].items() if not only or k in only}
+    unknown = [v for v in only or [] if v not in spec["variants"]]
+    if unknown:
+        raise ConfigError([f"--variants: {', '.join(unknown)} not in the file (it has {', '.join(spec['variants'])})"])
+    if first_cfg.name in spec["variants"]:  # runs/NAME/<variant>/ would sit inside the first task's run
+        raise ConfigError([f"variant name {first_cfg.name!r} is also the first task's name; rename the variant"])
+    variants = {k: v or {} for k, v in spec["variants"].items() if not only or k in only}
+    plans = {name: plan_variant(spec, name, overrides, first_cfg) for name, overrides in variants.items()}
+    first = _train_or_reuse(first_cfg, overwrite, quiet, train)  # every config is valid before anything trains
     report: dict[str, Any] = {"name": spec["name"], "tasks": [], "variants": {}}
-    for name, overrides in variants.items():
-        runs = [first]
-        for i in range(1, len(spec["tasks"])):
-            cfg = stage_config({**spec, "variant": name}, i, overrides, runs[-1])
-            runs.append(_train_or_reuse(cfg, overwrite, quiet, train))
-        report["variants"][name] = {"overrides": overrides, **accuracy_matrix(runs), "runs": [str(r) for r in runs]}
+    for name, configs in plans.items():
+        runs = [first] + [_train_or_reuse(cfg, overwrite, quiet, train) for cfg in configs]
+        report["variants"][name] = {"overrides": variants[name], **accuracy_matrix(runs),
+                                    "runs": [str(r) for r in runs]}
     report["tasks"] = report["variants"][next(iter(variants))]["task_names"] if variants else []
     report["comparison"] = compare_variants(report["variants"])
     from .rundir import atomic_write_json
@@ -232,6 +239,16 @@ def run_sequence(spec: dict[str, Any], overwrite: bool = False, quiet: bool = Fa
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "sequence.json", report)
     return report
+
+
+def plan_variant(spec: dict[str, Any], name: str, overrides: dict[str, Any], first_cfg: Any) -> list[Any]:
+    """The configs of tasks 2..n under one variant, each continuing from the previous task's run directory."""
+    configs, previous = [], first_cfg.run_dir
+    for i in range(1, len(spec["tasks"])):
+        cfg = stage_config({**spec, "variant": name}, i, overrides, previous)
+        configs.append(cfg)
+        previous = cfg.run_dir
+    return configs
 
 
 def _train_or_reuse(cfg: Any, overwrite: bool, quiet: bool, train: Any) -> Path:
