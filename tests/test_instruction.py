@@ -210,7 +210,7 @@ def test_loss_matches_hf_shifted_cross_entropy_on_supervised_tokens(smol_tok, ti
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_packed_and_unpacked_loss_and_gradients_agree(smol_tok, tiny_llama, attention, monkeypatch):
-    # max_length above EAGER_MAX_ROW keeps the implementation under test (no switch to eager)
+    # max_length above device.EAGER_MAX_ROW keeps the implementation under test (no switch to eager)
     monkeypatch.setattr(tiny_llama.config, "_attn_implementation", attention)
     packed = make_task(smol_tok, max_length=1024)
     padded = make_task(smol_tok, max_length=1024, packing=False)

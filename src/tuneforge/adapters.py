@@ -123,6 +123,7 @@ class AdapterMethod:
 
     name = "adapter"
     scratch = False
+    frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
 
     def apply(self, model: nn.Module, cfg: MethodConfig, task: str) -> nn.Module:
         names = find_targets(model, cfg.adapter_style, cfg.targets)

@@ -101,6 +101,7 @@ class LoraMethod:
 
     name = "lora"
     scratch = False
+    frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
     use_dora = False
 
     def apply(self, model: nn.Module, cfg: MethodConfig, task: str) -> nn.Module:

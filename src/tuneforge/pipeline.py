@@ -22,6 +22,7 @@ from .errors import TuneforgeError
 from .loop import fit
 from .methods import count_parameters, get_method, weight_bytes
 from .runlog import RunLog, read_metrics as log_rows
+from .speed import optimize_for_training
 from .splits import load_splits
 
 TRAIN_PROBE = 512  # training examples re-evaluated at the end, to compare train vs validation
@@ -160,6 +161,8 @@ def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog)
     model = method.apply(model, cfg.method, cfg.task).to(device)
     log.note(f"loaded {cfg.model} in {time.perf_counter() - t_load:.1f}s; method {method.name}: "
              + _param_line(model))
+    for line in optimize_for_training(model, method, device, dtype, cfg.train.compile):
+        log.note(line)
     if hasattr(method, "describe"):  # e.g. qlora: the 4-bit base's memory against bf16/fp32
         log.note(method.describe(model))
     eval_sets = {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}

@@ -1,0 +1,105 @@
+"""Speed levers change speed and memory, never what the model computes (beyond bf16 rounding)."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from tuneforge.config import MethodConfig
+from tuneforge.methods import get_method
+from tuneforge.speed import compile_blocks, lean_frozen_weights, optimize_for_training, transformer_blocks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64))
+
+
+def lora(model: torch.nn.Module) -> torch.nn.Module:
+    return get_method("lora").apply(model, MethodConfig(name="lora", r=4, alpha=8, dropout=0.0), "instruction")
+
+
+def test_lean_frozen_weights_casts_only_frozen_linear_weights():
+    model = lora(tiny_llama())
+    before = {n: p.dtype for n, p in model.named_parameters()}
+    saved = lean_frozen_weights(model, torch.bfloat16)
+    after = dict(model.named_parameters())
+    frozen_big = [n for n in after if ("base_layer" in n or "lm_head" in n)]
+    assert frozen_big and all(after[n].dtype == torch.bfloat16 for n in frozen_big)
+    assert after["base_model.model.model.embed_tokens.weight"].dtype == torch.float32  # fp32 residual stream
+    assert all(after[n].dtype == torch.float32 for n in after if "lora_" in n)       # trainable: fp32 masters
+    assert all(after[n].dtype == torch.float32 for n in after if "norm" in n)        # norms untouched
+    expected = sum(p.numel() * 2 for n, p in after.items() if before[n] != p.dtype)
+    assert saved == expected > 0
+    assert lean_frozen_weights(model, None) == 0
+
+
+def test_lean_frozen_weights_keeps_autocast_outputs_and_gradients():
+    ids = torch.randint(3, 300, (2, 16))
+    ref, lean = lora(tiny_llama()), lora(tiny_llama())
+    lean_frozen_weights(lean, torch.bfloat16)
+    for m in (ref, lean):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            m(input_ids=ids, labels=ids).loss.backward()
+    # Under autocast the fp32 weights were rounded to bf16 for every matmul anyway: same arithmetic.
+    for (n, a), (_, b) in zip(ref.named_parameters(), lean.named_parameters()):
+        if a.requires_grad:
+            assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-3), n
+
+
+def test_optimize_for_training_leaves_cpu_and_full_fine_tuning_alone():
+    model = lora(tiny_llama())
+    assert optimize_for_training(model, get_method("lora"), torch.device("cpu"), torch.bfloat16, "none") == []
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_transformer_blocks_finds_the_decoder_layers_through_peft():
+    model = lora(tiny_llama())
+    blocks = transformer_blocks(model)
+    assert blocks is not None and len(blocks) == 2
+    assert type(blocks[0]).__name__ == "LlamaDecoderLayer"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="torch.compile on CPU needs a C compiler")
+def test_compiled_blocks_give_the_same_loss_and_gradients():
+    ids = torch.randint(3, 300, (2, 16))
+    ref, comp = lora(tiny_llama()), lora(tiny_llama())
+    assert compile_blocks(comp) == 2
+    losses = []
+    for m in (ref, comp):
+        loss = m(input_ids=ids, labels=ids).loss
+        loss.backward()
+        losses.append(float(loss.detach()))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    for (n, a), (_, b) in zip(ref.named_parameters(), comp.named_parameters()):
+        if a.requires_grad:
+            assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-3), n
+
+
+def test_gpu_benchmark_script_runs_on_a_tiny_shape(tmp_path):
+    """bench/gpu_llama.py is run on a lent GPU for minutes at a time: it must work the first time."""
+    spec = importlib.util.spec_from_file_location("gpu_llama", ROOT / "bench" / "gpu_llama.py")
+    gpu = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_llama"] = gpu
+    spec.loader.exec_module(gpu)
+    rows = {case: gpu.child(case, "tiny", steps=2, warmup=2) for case in gpu.CASES if "compile" not in case}
+    for case, row in rows.items():
+        assert row["tokens_per_s"] > 0, case
+        assert row["flops_per_token"] > 0
+    assert rows["tf_lora"]["method"] == "lora" and rows["tf_lora"]["final_loss"] > 0
+    # LoRA's formula counts 4N per token, full fine-tuning 6N (same N, the same attention term)
+    shape = gpu.SHAPES["tiny"]
+    attn = 12 * shape["num_hidden_layers"] * shape["hidden_size"] * shape["seq"]
+    n_lora = (rows["tf_lora"]["flops_per_token"] - attn) / 4
+    n_full = (rows["tf_full"]["flops_per_token"] - attn) / 6
+    assert n_lora == n_full
+    gpu.print_table([{**r, "case": c} for c, r in rows.items()])
