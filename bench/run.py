@@ -123,9 +123,10 @@ def run_hf(case: str, method: str, out: Path) -> dict[str, Any]:
     args = TrainingArguments(output_dir=str(out / "hf"), num_train_epochs=hp["epochs"], learning_rate=lr,
                              per_device_train_batch_size=hp["batch_size"], per_device_eval_batch_size=64,
                              weight_decay=0.01, warmup_steps=0.06, lr_scheduler_type="linear", seed=0,
-                             logging_steps=20, save_strategy="no", eval_strategy="no", report_to=[],
+                             logging_steps=20, save_strategy="no", eval_strategy="epoch", report_to=[],
                              bf16=cpu_has_fast_bf16(), use_cpu=True, dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator)
+    # Validation each epoch on both sides: tuneforge always validates (early stopping, diagnosis).
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collator)
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0

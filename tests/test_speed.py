@@ -12,7 +12,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from tuneforge.config import MethodConfig
 from tuneforge.methods import get_method
-from tuneforge.speed import compile_blocks, lean_frozen_weights, optimize_for_training, transformer_blocks
+from tuneforge.speed import (compile_blocks, lean_frozen_weights, lean_lora_inputs, optimize_for_training,
+                             transformer_blocks)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,10 +56,25 @@ def test_lean_frozen_weights_keeps_autocast_outputs_and_gradients():
             assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-3), n
 
 
-def test_optimize_for_training_leaves_cpu_and_full_fine_tuning_alone():
+def test_lean_lora_inputs_keeps_autocast_gradients():
+    ids = torch.randint(3, 300, (2, 16))
+    ref, lean = lora(tiny_llama()), lora(tiny_llama())
+    assert lean_lora_inputs(lean) == 2 * 7  # every LoRA layer: q, k, v, o, gate, up, down in 2 blocks
+    assert lean_lora_inputs(lean) == 0      # already off
+    for m in (ref, lean):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            m(input_ids=ids, labels=ids).loss.backward()
+    for (n, a), (_, b) in zip(ref.named_parameters(), lean.named_parameters()):
+        if a.requires_grad:
+            assert torch.allclose(a.grad, b.grad, atol=1e-4, rtol=2e-2), n
+
+
+def test_optimize_for_training_on_cpu_touches_neither_weights_nor_fp32_runs():
     model = lora(tiny_llama())
-    assert optimize_for_training(model, get_method("lora"), torch.device("cpu"), torch.bfloat16, "none") == []
-    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert optimize_for_training(model, get_method("lora"), torch.device("cpu"), None, "none") == []
+    notes = optimize_for_training(model, get_method("lora"), torch.device("cpu"), torch.bfloat16, "none")
+    assert len(notes) == 1 and "LoRA inputs" in notes[0]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # bf16 storage is for CUDA only
 
 
 def test_transformer_blocks_finds_the_decoder_layers_through_peft():

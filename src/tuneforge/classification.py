@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Record, require_text
-from .device import autocast, prefer_eager_attention
+from .device import autocast
 from .errors import DataError
 from .metrics import classification_metrics
 
@@ -66,7 +66,6 @@ class ClassificationTask:
         self.text_col, self.label_col, self.max_length = text_col, label_col, max_length
         self.label_smoothing = label_smoothing
         self.index = {name: i for i, name in enumerate(labels)}
-        self._kernel_picked: set[int] = set()
 
     # ------------------------------------------------------------------ data
     def encode(self, records: list[Record], split: str = "train") -> list[Example]:
@@ -145,9 +144,6 @@ class ClassificationTask:
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if id(model) not in self._kernel_picked:  # once per model: the attention kernel for training
-            prefer_eager_attention(model, self.max_length)
-            self._kernel_picked.add(id(model))
         logits = self.logits(model, batch).float()
         if self.multi_label:
             return F.binary_cross_entropy_with_logits(logits, batch["labels"])
