@@ -107,3 +107,12 @@ def test_reference_covers_every_leaf_key_with_a_description():
     keys = {k for k, _, _ in rows}
     assert {"train.lr", "method.r", "data.train", "train.early_stopping.patience", "leakage.policy"} <= keys
     assert all(doc for _, _, doc in rows), [k for k, _, d in rows if not d]
+
+
+def test_bare_off_means_off_in_yaml_and_on_the_command_line(tmp_path):
+    """YAML 1.1 reads `off` as false; `privacy.pii: off` must still mean the choice "off"."""
+    path = tmp_path / "c.yaml"
+    path.write_text("name: s\ndata: {train: t.jsonl}\nprivacy: {pii: off}\n")
+    assert load_config(path).privacy.pii == "off"
+    assert load_config(path, ["privacy.pii=off"]).privacy.pii == "off"
+    assert problems(tmp_path, "name: s\ndata: {train: t.jsonl}\nleakage: {policy: off}\n")  # no "off" choice there

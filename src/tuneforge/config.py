@@ -270,6 +270,8 @@ def _coerce(value: Any, typ: Any) -> tuple[bool, Any, str]:
     origin = typing.get_origin(typ)
     if origin is Literal:
         allowed = typing.get_args(typ)
+        if value is False and "off" in allowed:  # YAML 1.1 reads a bare `off` (pii: off) as false
+            value = "off"
         ok = any(value == a and type(value) is type(a) for a in allowed)
         return ok, value, "one of " + " | ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
     if origin in (Union, types.UnionType):
