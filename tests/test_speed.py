@@ -84,9 +84,20 @@ def test_transformer_blocks_finds_the_decoder_layers_through_peft():
     assert type(blocks[0]).__name__ == "LlamaDecoderLayer"
 
 
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                    reason="torch.compile on CPU needs a C compiler")
+def inductor_works() -> bool:
+    """Whether this machine's toolchain (C++ compiler, Python headers) lets torch.compile build CPU kernels."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None and shutil.which("g++") is None:
+        return False
+    try:
+        doubled = torch.compile(lambda x: x * 2 + 1)(torch.ones(3))
+        return bool((doubled == 3).all())
+    except Exception:  # noqa: BLE001 - any toolchain failure means: cannot test compilation here
+        return False
+
+
 def test_compiled_blocks_give_the_same_loss_and_gradients():
+    if not inductor_works():
+        pytest.skip("torch.compile cannot build CPU kernels on this machine (no compiler or Python headers)")
     ids = torch.randint(3, 300, (2, 16))
     ref, comp = lora(tiny_llama()), lora(tiny_llama())
     assert compile_blocks(comp) == 2
