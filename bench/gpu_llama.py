@@ -101,6 +101,9 @@ class _Capture:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def restart_at(self, step: int) -> None:  # never resumes
+        pass
+
 
 class _StubTokenizer:
     """Random token ids need no vocabulary: just the ids the task reads."""

@@ -88,6 +88,15 @@ def final_metrics(run_dir: Path) -> dict[str, Any]:
     return {"final": result["final"], "training": training, "history": result["history"]}
 
 
+def tensorboard_losses(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, value) of train/loss as TensorBoard shows it, every event file of the run read in order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    return [(e.step, round(e.value, 6)) for e in events.Scalars("train/loss")]
+
+
 def test_sigkill_at_random_step_then_resume_is_bitwise_identical(setup: dict[str, Any]) -> None:
     from safetensors.torch import load_file
 
@@ -112,6 +121,7 @@ def test_sigkill_at_random_step_then_resume_is_bitwise_identical(setup: dict[str
     assert comparable_rows(ref_dir) == comparable_rows(cut_dir), f"killed at step {reached}: metrics differ"
     assert [r["step"] for r in comparable_rows(cut_dir) if r["split"] == "train"] == list(range(1, setup["steps"] + 1))
     assert final_metrics(ref_dir) == final_metrics(cut_dir)
+    assert tensorboard_losses(cut_dir) == tensorboard_losses(ref_dir), "TensorBoard kept the killed process's steps"
     ckpts = sorted(p.name for p in (cut_dir / "checkpoints").iterdir())
     assert all(name.startswith("step-") for name in ckpts), ckpts  # no temporary leftovers
 

@@ -181,6 +181,7 @@ def fit(model: nn.Module, task: Task, train: list[Any], val: list[Any], cfg: Tra
         resumed = checkpointer.restore(model, optimizer, scheduler)
         if resumed is not None:
             state, best_weights = resumed.state, resumed.best_weights
+            log.restart_at(state.step)
     es = cfg.early_stopping
     mode = metric_mode(es.metric, es.mode)
     model.train()

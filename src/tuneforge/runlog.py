@@ -32,6 +32,15 @@ class RunLog:
             for key, value in values.items():
                 self._tb.add_scalar(f"{split}/{key}", value, step)
 
+    def restart_at(self, step: int) -> None:
+        """After a resume from `step`: TensorBoard drops what a killed process logged past it (the checkpoint
+        restore already cut metrics.jsonl back), so the curves show each step once."""
+        if self._tb is not None and self.run_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb.close()
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=step + 1)
+
     def note(self, text: str) -> None:
         self.notes.append(text)
         if not self.quiet:
