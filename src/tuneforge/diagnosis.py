@@ -97,7 +97,8 @@ def overfitting_signals(train: list[dict[str, Any]], val: list[dict[str, Any]], 
     tr, va = final.get("train", {}), final.get("validation", {})
     if isinstance(tr.get("accuracy"), (int, float)) and isinstance(va.get("accuracy"), (int, float)):
         gap = tr["accuracy"] - va["accuracy"]
-        if gap >= ACC_GAP and _learned(train, final, results):  # else the gap is noise on tiny splits
+        # Only a model that learned at all (no underfitting sign) overfits; else the gap is noise on tiny splits.
+        if gap >= ACC_GAP and not underfitting_signals(train, final, results):
             found.append(f"train accuracy {tr['accuracy']:.3f} vs validation {va['accuracy']:.3f} "
                          f"({100 * gap:.1f} points apart)")
     return found
@@ -119,16 +120,6 @@ def underfitting_signals(train: list[dict[str, Any]], final: dict[str, Any], res
         if end is not None and chance and end >= CHANCE_RATIO * chance and "confusion_matrix" in tr:
             found.append(f"training loss {end:.4f} is near the chance level ln({n_classes}) = {chance:.4f}")
     return found
-
-
-def _learned(train: list[dict[str, Any]], final: dict[str, Any], results: dict[str, Any]) -> bool:
-    """Whether the model fit its training data at all: its loss moved and it beats the majority class."""
-    tr = final.get("train", {})
-    end, start = _end_loss(train, tr), _start_loss(train, results)
-    if end is not None and start is not None and end >= FLAT_RATIO * start:
-        return False
-    majority = _majority(tr)
-    return majority is None or tr.get("accuracy", 1.0) > majority + MAJORITY_MARGIN
 
 
 def _end_loss(train: list[dict[str, Any]], tr: dict[str, Any]) -> float | None:

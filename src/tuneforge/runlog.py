@@ -18,9 +18,7 @@ class RunLog:
         if run_dir is not None:
             self._file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
             if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(log_dir=str(run_dir / "tb"))
+                self._tb = self._writer()
 
     def scalars(self, step: int, epoch: float, split: str, values: dict[str, float]) -> None:
         row = {"step": step, "epoch": round(epoch, 4), "split": split,
@@ -35,11 +33,14 @@ class RunLog:
     def restart_at(self, step: int) -> None:
         """After a resume from `step`: TensorBoard drops what a killed process logged past it (the checkpoint
         restore already cut metrics.jsonl back), so the curves show each step once."""
-        if self._tb is not None and self.run_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
+        if self._tb is not None:
             self._tb.close()
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=step + 1)
+            self._tb = self._writer(purge_step=step + 1)
+
+    def _writer(self, purge_step: int | None = None) -> Any:
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge_step)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
