@@ -117,8 +117,6 @@ class _StubTokenizer:
 
 def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: int, device: Any) -> dict[str, Any]:
     """tuneforge's own method, speed levers, task (packing, chunked cross-entropy) and loop."""
-    import torch
-
     from tuneforge.config import EarlyStoppingConfig, MethodConfig, TrainConfig
     from tuneforge.device import autocast_dtype
     from tuneforge.instruction import (FALLBACK_TEMPLATE, IGNORE, Example, Formatting, InstructionTask,

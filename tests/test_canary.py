@@ -40,7 +40,7 @@ def test_classification_run_holds_no_canary(tmp_path: Path) -> None:
     assert '"EMAIL"' in audit and '"CREDIT_CARD"' in audit  # found and counted, never stored raw
 
 
-def test_instruction_run_never_learns_or_emits_a_canary(tmp_path: Path, capsys, pii: str = "redact") -> None:
+def test_instruction_run_never_learns_or_emits_a_canary(tmp_path: Path, capsys) -> None:
     model = make_tiny_llama(tmp_path / "llama")
     rows = [{"instruction": f"Question {i}: how do I reach support?", "output": f"Write to us, ticket {i}."}
             for i in range(30)]
@@ -51,7 +51,7 @@ def test_instruction_run_never_learns_or_emits_a_canary(tmp_path: Path, capsys, 
                                                          "output": f"Ticket {i} is open."} for i in range(15)],
                                                        "output"))
     cfg = tiny_train_config(model, train, tmp_path / "runs", name="canary-lm")
-    cfg.update(task="instruction", privacy={"pii": pii}, method={"name": "full"},
+    cfg.update(task="instruction", privacy={"pii": "redact"}, method={"name": "full"},
                eval={"base": False, "batch_size": 8, "max_new_tokens": 16, "samples": 15})
     cfg["data"] = {"train": str(train), "validation": 0.2, "test": str(test), "max_length": 64}
     assert cli.main(["train", str(write_config(tmp_path / "c.yaml", **cfg)), "--quiet"]) == 0
