@@ -26,7 +26,8 @@ SHAPES = {
     "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
              "intermediate_size": 128, "vocab_size": 512, "seq": 64, "batch": 2},
 }
-CASES = ("hf_lora", "tf_lora", "hf_full", "tf_full", "hfcompile_lora")  # hfcompile: Trainer torch_compile=True
+# hfcompile: Trainer torch_compile=True; tfVARIANT: see run_tuneforge; tfprof: profile tuneforge's steps
+CASES = ("hf_lora", "tf_lora", "hf_full", "tf_full", "hfcompile_lora")
 PEAK_FLOPS = 989e12
 LR = {"lora": 1e-4, "full": 1e-5}
 
@@ -89,14 +90,20 @@ def run_hf(shape: dict[str, Any], method: str, steps: int, warmup: int, device: 
 
 
 class _Capture:
-    """A RunLog that keeps the scalars in memory (fit logs the timed window's tokens/s)."""
+    """A RunLog that keeps the scalars in memory (fit logs the timed window's tokens/s).
 
-    def __init__(self) -> None:
+    With a profiler it logs every step and advances the profiler's schedule at each one.
+    """
+
+    def __init__(self, profiler: Any = None) -> None:
         self.rows: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        self.profiler = profiler
 
     def scalars(self, step: int, epoch: float, split: str, values: dict[str, float]) -> None:
         self.rows.append({"step": step, "split": split, **values})
+        if self.profiler is not None and split == "train":
+            self.profiler.step()
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -115,8 +122,13 @@ class _StubTokenizer:
         return {}
 
 
-def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: int, device: Any) -> dict[str, Any]:
-    """tuneforge's own method, speed levers, task (packing, chunked cross-entropy) and loop."""
+def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: int, device: Any,
+                  variant: str = "", profile: bool = False) -> dict[str, Any]:
+    """tuneforge's own method, speed levers, task (packing, chunked cross-entropy) and loop.
+
+    Variants measured against the default: bf16 (the whole frozen base in bf16, embeddings and norms too,
+    so the residual stream runs in bf16), graphs (CUDA graphs per compiled block), body (one compiled body).
+    """
     from tuneforge.config import EarlyStoppingConfig, MethodConfig, TrainConfig
     from tuneforge.device import autocast_dtype
     from tuneforge.instruction import (FALLBACK_TEMPLATE, IGNORE, Example, Formatting, InstructionTask,
@@ -134,16 +146,51 @@ def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: i
     fmt = Formatting(FALLBACK_TEMPLATE, "fallback", format="text", max_length=shape["seq"])
     task = InstructionTask(_StubTokenizer(), fmt, packing=True)
     task._ready(body_and_head(model)[0])  # the packing probe's tiny shapes run before compilation, not after
-    notes = optimize_for_training(model, method, device, dtype, "blocks" if device.type == "cuda" else "none")
+    compiled = device.type == "cuda" and variant not in ("graphs", "body")
+    notes = optimize_for_training(model, method, device, dtype, "blocks" if compiled else "none",
+                                  variant == "bf16")
+    if variant == "graphs":  # CUDA graphs around each compiled block (no launch gaps inside a block)
+        from tuneforge.speed import compile_blocks
+
+        notes.append(f"bench: torch.compile(mode='reduce-overhead') on {compile_blocks(model, 'reduce-overhead')} blocks")
+    elif variant == "body":  # one graph for the whole transformer body instead of one per block
+        body_and_head(model)[0].compile()
+        notes.append("bench: torch.compile on the whole body")
     train = [Example(r, [IGNORE] + r[1:], f"random:{i}") for i, r in
              enumerate(random_rows(shape, shape["batch"] * (steps + warmup)))]
     cfg = TrainConfig(epochs=1, max_steps=steps + warmup, lr=LR[method_name], batch_size=shape["batch"],
                       warmup=0.0, log_every=warmup, early_stopping=EarlyStoppingConfig(patience=None))
+    if profile:
+        return profile_fit(lambda log: fit(model, task, train, [], cfg, log, device, dtype), cfg, warmup,
+                           shape["batch"] * shape["seq"])
     log = _Capture()
     fit(model, task, train, [], cfg, log, device, dtype)  # type: ignore[arg-type]
     timed = [r for r in log.rows if r["split"] == "train"][-1]  # the window after the warm-up steps
     return {"tokens_per_s": timed["tokens_per_s"], "flops_per_token": flops, "notes": notes,
             "final_loss": timed["loss"]}
+
+
+def profile_fit(run: Any, cfg: Any, warmup: int, tokens_per_step: int, active: int = 3) -> dict[str, Any]:
+    """Profile `active` steps after the warm-up: the busiest kernels and how much of the wall time the GPU
+    was busy (1 - busy = time lost to launches and host-device syncs)."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    cfg.log_every = 1
+    cfg.max_steps = warmup + active + 1
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                 schedule=schedule(wait=warmup, warmup=0, active=active)) as prof:
+        log = _Capture(prof)
+        run(log)
+    step_ms = [1e3 * tokens_per_step / r["tokens_per_s"] for r in log.rows if r["split"] == "train"]
+    events = prof.key_averages()
+    self_time = lambda e: getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))  # noqa: E731
+    kernels = [e for e in events if self_time(e) > 0]
+    busy_us = sum(self_time(e) for e in kernels)
+    top = sorted(kernels, key=self_time, reverse=True)[:25]
+    lines = [f"{self_time(e) / 1e3 / active:9.2f} ms/step {e.count // active:6d}x  {e.key[:110]}" for e in top]
+    return {"profile_gpu_busy_ms_per_step": round(busy_us / 1e3 / active, 2), "profile": lines,
+            "tokens_per_s": 0.0, "flops_per_token": 0.0, "note": "profiled: tokens/s not comparable",
+            "step_ms": [round(t, 1) for t in step_ms]}
 
 
 def child(case: str, shape_name: str, steps: int, warmup: int) -> dict[str, Any]:
@@ -155,11 +202,11 @@ def child(case: str, shape_name: str, steps: int, warmup: int) -> dict[str, Any]
     import transformers
 
     tool, method = case.split("_")
-    if tool == "tf":
-        row = run_tuneforge(shape, method, steps, warmup, device)
+    if tool.startswith("tf"):
+        row = run_tuneforge(shape, method, steps, warmup, device, variant=tool[2:], profile=tool == "tfprof")
     else:
         row = run_hf(shape, method, steps, warmup, device, compile=tool == "hfcompile")
-    row.update(case=case, tool="tuneforge" if tool == "tf" else "hf_peft" + ("_compile" if tool == "hfcompile" else ""),
+    row.update(case=case, tool="tuneforge" if tool.startswith("tf") else "hf_peft" + ("_compile" if tool == "hfcompile" else ""),
                method=method, shape=shape_name, device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                versions=f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}")
     if device.type == "cuda":

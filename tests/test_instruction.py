@@ -19,7 +19,7 @@ from tuneforge.config import load_config
 from tuneforge.data import Record
 from tuneforge.errors import DataError
 from tuneforge.instruction import (FALLBACK_TEMPLATE, IGNORE, InstructionTask, chunked_cross_entropy, fit_window,
-                                   pack_rows, packing_probe)
+                                   pack_rows, packing_probe, supervised_positions)
 
 SMOL_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
 
@@ -233,6 +233,18 @@ def test_packed_and_unpacked_loss_and_gradients_agree(smol_tok, tiny_llama, atte
     assert tiny_llama.config._attn_implementation == attention
     assert torch.allclose(losses[0], losses[1], atol=1e-5), losses
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_supervised_positions_pick_the_predicting_token_of_each_label_in_its_own_row():
+    labels = torch.tensor([[IGNORE, IGNORE, 7, 8],
+                           [9, IGNORE, 5, IGNORE]])  # row 2's first label has no predecessor in its row
+    at = supervised_positions(labels)
+    assert at.tolist() == [1, 2, 5]
+    assert labels.reshape(-1)[at + 1].tolist() == [7, 8, 5]
+    # the same positions as the boolean-mask formulation hidden[:, :-1][labels[:, 1:] != IGNORE]
+    width = labels.shape[1]
+    keep = (labels[:, 1:] != IGNORE).nonzero().tolist()
+    assert [r * width + t for r, t in keep] == at.tolist()
 
 
 def test_packing_probe_and_pack_rows(tiny_llama):

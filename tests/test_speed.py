@@ -13,7 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from tuneforge.config import MethodConfig
 from tuneforge.methods import get_method
 from tuneforge.speed import (compile_blocks, lean_frozen_weights, lean_lora_inputs, optimize_for_training,
-                             transformer_blocks)
+                             should_compile, transformer_blocks)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,6 +111,26 @@ def test_compiled_blocks_give_the_same_loss_and_gradients():
     assert_grads_close(ref_grads, comp_grads, atol=1e-5, rtol=1e-3)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graph_blocks_give_the_same_loss_and_gradients():
+    ids = torch.randint(3, 300, (2, 16), device="cuda")
+    ref, comp = lora(tiny_llama()).cuda(), lora(tiny_llama()).cuda()
+    notes = optimize_for_training(comp, get_method("lora"), torch.device("cuda"), None, "graphs")
+    assert notes == ["speed: torch.compile on 2 transformer blocks, with CUDA graphs"]
+    for _ in range(3):  # warm-up, recording, replay
+        comp.zero_grad(set_to_none=True)
+        comp_loss, comp_grads = trainable_grads(comp, ids, False)
+    ref_loss, ref_grads = trainable_grads(ref, ids, False)
+    assert ref_loss == pytest.approx(comp_loss, rel=1e-4)
+    assert_grads_close(ref_grads, comp_grads, atol=1e-5, rtol=1e-3)
+
+
+def test_compile_settings():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [should_compile(s, cpu) for s in ("auto", "blocks", "graphs", "none")] == [False, True, True, False]
+    assert [should_compile(s, cuda) for s in ("auto", "blocks", "graphs", "none")] == [True, True, True, False]
+
+
 def test_gpu_benchmark_script_runs_on_a_tiny_shape():
     """bench/gpu_llama.py is run on a lent GPU for minutes at a time: it must work the first time."""
     spec = importlib.util.spec_from_file_location("gpu_llama", ROOT / "bench" / "gpu_llama.py")
@@ -122,6 +142,7 @@ def test_gpu_benchmark_script_runs_on_a_tiny_shape():
         assert row["tokens_per_s"] > 0, case
         assert row["flops_per_token"] > 0
     assert rows["tf_lora"]["method"] == "lora" and rows["tf_lora"]["final_loss"] > 0
+    assert gpu.child("tfbf16_lora", "tiny", steps=2, warmup=2)["tokens_per_s"] > 0  # a measured variant
     # LoRA's formula counts 4N per token, full fine-tuning 6N (same N, the same attention term)
     shape = gpu.SHAPES["tiny"]
     attn = 12 * shape["num_hidden_layers"] * shape["hidden_size"] * shape["seq"]

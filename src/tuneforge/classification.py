@@ -133,11 +133,12 @@ class ClassificationTask:
             mask[j, :len(row)] = 1
         dtype = torch.float if self.multi_label else torch.long
         labels = torch.tensor([examples[i].label for i in idx], dtype=dtype)
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device),
+                "n_real": mask.sum()}  # n_real stays on the CPU: counting tokens must not wait for the device
 
     @staticmethod
     def tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch["attention_mask"].sum()
+        return batch["n_real"] if "n_real" in batch else batch["attention_mask"].sum()
 
     # ------------------------------------------------------------------ model
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

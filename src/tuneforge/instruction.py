@@ -415,11 +415,14 @@ class InstructionTask:
         batch = {"input_ids": ids, "labels": labels, "position_ids": pos, "real": real}
         if not self.packing:
             batch["attention_mask"] = real.clone()
-        return {k: v.to(device) for k, v in batch.items()}
+        batch["supervised_at"] = supervised_positions(labels)
+        out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        out["n_real"] = real.sum()  # stays on the CPU: counting tokens must not wait for the accelerator
+        return out
 
     @staticmethod
     def tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch["real"].sum()
+        return batch["n_real"] if "n_real" in batch else batch["real"].sum()
 
     # ------------------------------------------------------------------ loss
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -433,12 +436,16 @@ class InstructionTask:
             batch = unpack(batch)
         kwargs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask") if k in batch}
         hidden = body(**kwargs, use_cache=False)[0]                       # (rows, width, d)
-        targets = batch["labels"][:, 1:]                                   # position t predicts token t+1
-        keep = targets != IGNORE
-        count = int(keep.sum())
-        if count == 0:
+        # Flat positions t whose next token t+1 is supervised; collate found them on the CPU, so neither
+        # the count nor the gather waits for the accelerator (a boolean mask here would).
+        at = batch.get("supervised_at")
+        if at is None:
+            at = supervised_positions(batch["labels"])
+        if at.numel() == 0:
             return hidden.sum() * 0.0, 0
-        return chunked_cross_entropy(head, hidden[:, :-1][keep], targets[keep], model_config(model)), count
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        targets = batch["labels"].reshape(-1)[at + 1]
+        return chunked_cross_entropy(head, flat[at], targets, model_config(model)), at.numel()
 
     def _ready(self, body: nn.Module) -> bool:
         """Once per model body: pick the attention kernel, then check that packing keeps examples apart."""
@@ -566,6 +573,16 @@ def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
             rows[k].append(j)
             room[k] -= lengths[j]
     return rows
+
+
+def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Indices into labels.reshape(-1) of the positions t whose next token (t + 1, same row) has a label.
+
+    The last column never qualifies: its next token is in the next row.
+    """
+    keep = labels != IGNORE
+    keep[:, 0] = False  # no position predicts a row's first token
+    return keep.reshape(-1).nonzero().squeeze(1) - 1
 
 
 def unpack(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -100,13 +100,15 @@ def improved(value: float, best: float | None, mode: str, min_delta: float) -> b
 
 def accumulate(model: nn.Module, task: Task, train: list[Any], group: list[list[int]], device: torch.device,
                dtype: torch.dtype | None, regularizer: Callable[[], torch.Tensor] | None,
-               split: int = 1) -> tuple[float, int]:
+               split: int = 1) -> tuple[torch.Tensor, int]:
     """Forward and backward over one optimizer step's micro-batches; returns (mean loss, real tokens).
 
-    After an out-of-memory each micro-batch is cut into `split` pieces, each weighted by its share of the
-    examples: the gradient stays that of the whole micro-batch (exactly so for per-example mean losses).
+    The loss stays a tensor on the device (reading it would stall the queue of launched kernels; the loop
+    reads it once per step, together with the gradient norm). After an out-of-memory each micro-batch is
+    cut into `split` pieces, each weighted by its share of the examples: the gradient stays that of the
+    whole micro-batch (exactly so for per-example mean losses).
     """
-    step_loss, step_tokens = 0.0, 0
+    step_loss, step_tokens = torch.zeros((), device=device), 0
     for idx in group:
         size = -(-len(idx) // split)
         for start in range(0, len(idx), size):
@@ -119,7 +121,7 @@ def accumulate(model: nn.Module, task: Task, train: list[Any], group: list[list[
             share = len(piece) / len(idx)  # 1.0 unless split: then the arithmetic is exactly as before
             scaled = loss / len(group)
             (scaled if share == 1.0 else scaled * share).backward()
-            step_loss += float(loss.detach()) / len(group) * share
+            step_loss += loss.detach().float() / len(group) * share
             step_tokens += int(task.tokens(batch))
     return step_loss, step_tokens
 
@@ -208,7 +210,8 @@ def fit(model: nn.Module, task: Task, train: list[Any], val: list[Any], cfg: Tra
 
             # The NaN/inf guard looks at the gradients too: a finite loss can still give inf gradients.
             # (max_norm=inf clips nothing: the clip factor clamps to exactly 1.0; a faulty step is zeroed below.)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf))
+            norm = torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf)
+            step_loss, grad_norm = torch.stack([step_loss, norm.to(step_loss)]).tolist()  # the step's one sync
             fault = numeric_fault(step_loss, grad_norm)
             if fault:
                 optimizer.zero_grad(set_to_none=True)
