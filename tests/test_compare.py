@@ -82,3 +82,19 @@ def test_compare_arguments_are_checked():
         parse_methods("lora,magic")
     with pytest.raises(TuneforgeError, match="whole numbers"):
         parse_sizes("50,lots")
+
+
+def test_derived_runs_give_peft_methods_more_steps_and_fewer_validations(tiny_cfg, tmp_path):
+    from tuneforge.compare import EVALS, MIN_STEPS, PEFT_MIN_STEPS, DataPlan, derive
+
+    cfg = load_config(None, base=tiny_cfg)  # batch 8, 1 epoch, no eval_every
+    plan = DataPlan({16: tmp_path / "train-16.jsonl"}, None, None, 16)  # 2 steps per epoch
+    steps = {}
+    for method in ("full", "scratch", "lora", "adapter", "qlora"):
+        sub = derive(cfg, method, 16, plan, tmp_path, keep_lr=False)
+        steps[method] = sub.train.epochs * 2
+        assert sub.train.eval_every == -(-int(steps[method]) // EVALS)  # many tiny epochs: ~EVALS validations
+    assert steps["full"] == steps["scratch"] == MIN_STEPS
+    assert steps["lora"] == steps["adapter"] == steps["qlora"] == PEFT_MIN_STEPS
+    fixed = derive(cfg, "lora", 16, plan, tmp_path, keep_lr=False, min_steps=4)  # an explicit floor wins
+    assert fixed.train.epochs == 2 and fixed.train.eval_every is None
