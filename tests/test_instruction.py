@@ -212,7 +212,7 @@ def test_loss_matches_hf_shifted_cross_entropy_on_supervised_tokens(smol_tok, ti
 def test_packed_and_unpacked_loss_and_gradients_agree(smol_tok, tiny_llama, attention, monkeypatch):
     # max_length above device.EAGER_MAX_ROW keeps the implementation under test (no switch to eager)
     monkeypatch.setattr(tiny_llama.config, "_attn_implementation", attention)
-    packed = make_task(smol_tok, max_length=1024)
+    packed = make_task(smol_tok, max_length=1024, packing=True)
     padded = make_task(smol_tok, max_length=1024, packing=False)
     examples = _examples(packed, 6)
     assert [e.ids for e in examples] == [e.ids for e in _examples(padded, 6)]
@@ -245,6 +245,25 @@ def test_supervised_positions_pick_the_predicting_token_of_each_label_in_its_own
     width = labels.shape[1]
     keep = (labels[:, 1:] != IGNORE).nonzero().tolist()
     assert [r * width + t for r, t in keep] == at.tolist()
+
+
+def test_packing_auto_packs_only_for_flash_attention(smol_tok, tiny_llama, monkeypatch):
+    import types
+
+    import tuneforge.instruction as instruction
+
+    task = make_task(smol_tok)  # data.packing defaults to auto
+    assert task.packing is False
+    assert "length-bucketed" in task.choose_packing(tiny_llama) and task.packing is False  # sdpa
+    flash = types.SimpleNamespace(config=types.SimpleNamespace(_attn_implementation="flash_attention_2"))
+    monkeypatch.setattr(instruction, "body_and_head", lambda model: (flash, None))
+    assert "packed rows" in task.choose_packing(tiny_llama) and task.packing is True
+    forced = make_task(smol_tok, packing=False)
+    forced.choose_packing(tiny_llama)
+    assert forced.packing is False  # an explicit setting is kept
+    examples = _examples(task, 6)
+    assert "attention_mask" not in task.collate(examples, list(range(6)), torch.device("cpu"))
+    assert "attention_mask" in forced.collate(examples, list(range(6)), torch.device("cpu"))
 
 
 def test_packing_probe_and_pack_rows(tiny_llama):

@@ -58,7 +58,9 @@ class DataConfig:
     messages: str = _f("messages", doc="instruction: chat messages column")
     system: Union[str, None] = _f(None, doc="instruction: system prompt added to every example")
     train_on_inputs: bool = _f(False, doc="instruction: also compute loss on prompt tokens")
-    packing: bool = _f(True, doc="instruction: pack examples padding-free into one sequence")
+    packing: Union[bool, Literal["auto"]] = _f(
+        "auto", doc="instruction: true packs examples into shared rows (no padding), false pads length-bucketed "
+                    "batches; auto packs only where the attention kernel takes packed rows at no cost (flash)")
     limit: Union[int, None] = _f(None, lo=1, doc="use only the first N training records")
 
 

@@ -198,8 +198,8 @@ def fit(model: nn.Module, task: Task, train: list[Any], val: list[Any], cfg: Tra
             group = order[state.micro:state.micro + cfg.grad_accum]
             while True:
                 try:
-                    step_loss, step_tokens = accumulate(model, task, train, group, device, dtype, regularizer,
-                                                        state.micro_split)
+                    loss_t, step_tokens = accumulate(model, task, train, group, device, dtype, regularizer,
+                                                     state.micro_split)
                     break
                 except RuntimeError as e:  # torch.cuda.OutOfMemoryError is a RuntimeError too
                     if not is_oom(e):
@@ -211,7 +211,7 @@ def fit(model: nn.Module, task: Task, train: list[Any], val: list[Any], cfg: Tra
             # The NaN/inf guard looks at the gradients too: a finite loss can still give inf gradients.
             # (max_norm=inf clips nothing: the clip factor clamps to exactly 1.0; a faulty step is zeroed below.)
             norm = torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf)
-            step_loss, grad_norm = torch.stack([step_loss, norm.to(step_loss)]).tolist()  # the step's one sync
+            step_loss, grad_norm = torch.stack([loss_t, norm.to(loss_t)]).tolist()  # the step's one sync
             fault = numeric_fault(step_loss, grad_norm)
             if fault:
                 optimizer.zero_grad(set_to_none=True)

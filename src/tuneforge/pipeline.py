@@ -163,6 +163,8 @@ def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog)
              + _param_line(model))
     for line in optimize_for_training(model, method, device, dtype, cfg.train.compile):
         log.note(line)
+    if hasattr(task, "choose_packing"):
+        log.note(task.choose_packing(model))
     if hasattr(method, "describe"):  # e.g. qlora: the 4-bit base's memory against bf16/fp32
         log.note(method.describe(model))
     eval_sets = {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}
