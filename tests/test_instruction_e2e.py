@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "support-bot"
 
 GOLDEN = {  # recorded 2026-11-26, torch 2.13.0+cpu, transformers 5.24.0, peft 0.21.2
-    "train_loss": [4.188192, 3.262723, 3.46213, 2.00306],   # per optimizer step
+    # re-recorded when data.packing became auto (length-bucketed batches: other examples share a step)
+    "train_loss": [4.105955, 3.437114, 3.155473, 2.359958],   # per optimizer step
     "test_loss_base": 4.438088606243674,
-    "test_loss_final": 2.2101274868737346,
+    "test_loss_final": 2.2338439694300356,
 }
 RTOL = 5e-3  # fp32 on CPU: thread count and kernel choice move the last digits only
 
