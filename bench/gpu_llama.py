@@ -135,7 +135,7 @@ def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: i
                                        body_and_head)
     from tuneforge.loop import fit
     from tuneforge.methods import get_method
-    from tuneforge.speed import optimize_for_training
+    from tuneforge.speed import lean_frozen_weights, optimize_for_training
 
     model = build_model(shape, device)
     flops = flops_per_token(model, shape, method_name)
@@ -147,8 +147,9 @@ def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: i
     task = InstructionTask(_StubTokenizer(), fmt, packing=True)
     task._ready(body_and_head(model)[0])  # the packing probe's tiny shapes run before compilation, not after
     compiled = device.type == "cuda" and variant not in ("graphs", "body")
-    notes = optimize_for_training(model, method, device, dtype, "blocks" if compiled else "none",
-                                  variant == "bf16")
+    notes = optimize_for_training(model, method, device, dtype, "blocks" if compiled else "none")
+    if variant == "bf16":  # embeddings and norms too: the residual stream runs in bf16
+        notes.append(f"bench: {lean_frozen_weights(model, dtype, everything=True) / 2 ** 20:,.0f} MiB more in bf16")
     if variant == "graphs":  # CUDA graphs around each compiled block (no launch gaps inside a block)
         from tuneforge.speed import compile_blocks
 

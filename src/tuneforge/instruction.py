@@ -22,7 +22,7 @@ unpacked (right-padded rows with an attention mask). `train.batch_size` counts e
 Unpacked (false), batches are length-bucketed, so little goes to padding either. `auto` packs only for
 flash-attention kernels, which attend within each packed example; sdpa and eager attend over the whole
 row (masked), so a packed row's attention costs grow with the row, not the example: SmolLM2 LoRA on 2 CPU
-cores, 8 support-bot examples (~95 tokens) per batch, max_length 512: 202 tokens/s packed, 389 bucketed.
+cores, 8 support-bot examples (~95 tokens) per batch, max_length 512: 202 tokens/s packed, 321-389 bucketed.
 
 The loss runs the model body, then the lm_head only on supervised positions, in chunks: full-vocabulary
 logits for every position are never materialized.
@@ -458,7 +458,8 @@ class InstructionTask:
         impl = getattr(body_and_head(model)[0].config, "_attn_implementation", None) or "unknown"
         if self.packing_setting == "auto":
             self.packing = impl.startswith(FLASH_ATTENTION)
-            how = "packed rows" if self.packing else "length-bucketed padded batches (packing would attend over whole rows)"
+            how = "packed rows" if self.packing else \
+                "length-bucketed padded batches (packed rows would attend over the whole row)"
             return f"data.packing auto: {how} with {impl} attention"
         return f"data.packing {str(self.packing_setting).lower()}: {'packed rows' if self.packing else 'padded batches'}"
 

@@ -87,13 +87,13 @@ def should_compile(setting: str, device: torch.device) -> bool:
 
 
 def optimize_for_training(model: nn.Module, method: Any, device: torch.device, dtype: torch.dtype | None,
-                          compile_setting: str = "auto", frozen_everything: bool = False) -> list[str]:
+                          compile_setting: str = "auto") -> list[str]:
     """Apply the levers that fit this method and device; returns one note per lever applied."""
     notes = []
     if dtype is not None and lean_lora_inputs(model):
         notes.append("speed: LoRA inputs stay in the autocast dtype (no fp32 round trip per layer)")
     if getattr(method, "frozen_base", False) and device.type == "cuda":
-        saved = lean_frozen_weights(model, dtype, frozen_everything)
+        saved = lean_frozen_weights(model, dtype)
         if saved:
             notes.append(f"speed: frozen base weights stored in {str(dtype).split('.')[-1]} "
                          f"({saved / 2 ** 20:,.0f} MiB saved)")
