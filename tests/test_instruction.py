@@ -248,22 +248,30 @@ def test_supervised_positions_pick_the_predicting_token_of_each_label_in_its_own
 
 
 def test_packing_auto_packs_only_for_flash_attention(smol_tok, tiny_llama, monkeypatch):
-    import types
-
     import tuneforge.instruction as instruction
 
-    task = make_task(smol_tok)  # data.packing defaults to auto
+    monkeypatch.setattr(tiny_llama.config, "_attn_implementation", "sdpa")  # the fixture is shared
+    task = make_task(smol_tok, max_length=1024)  # data.packing defaults to auto; rows too long for eager
     assert task.packing is False
-    assert "length-bucketed" in task.choose_packing(tiny_llama) and task.packing is False  # sdpa
-    flash = types.SimpleNamespace(config=types.SimpleNamespace(_attn_implementation="flash_attention_2"))
-    monkeypatch.setattr(instruction, "body_and_head", lambda model: (flash, None))
-    assert "packed rows" in task.choose_packing(tiny_llama) and task.packing is True
+    assert task.prepare_model(tiny_llama) == "data.packing auto: length-bucketed padded batches, sdpa attention"
+    assert task.packing is False
+    monkeypatch.setattr(tiny_llama.config, "_attn_implementation", "flash_attention_2")
+    monkeypatch.setattr(instruction, "packing_probe", lambda body: True)  # no flash kernel on this machine
+    assert task.prepare_model(tiny_llama) == "data.packing auto: packed rows, flash_attention_2 attention"
+    assert task.packing is True
     forced = make_task(smol_tok, packing=False)
-    forced.choose_packing(tiny_llama)
+    forced.prepare_model(tiny_llama)
     assert forced.packing is False  # an explicit setting is kept
     examples = _examples(task, 6)
     assert "attention_mask" not in task.collate(examples, list(range(6)), torch.device("cpu"))
     assert "attention_mask" in forced.collate(examples, list(range(6)), torch.device("cpu"))
+
+
+def test_prepare_model_names_the_kernel_that_will_run(smol_tok, tiny_llama, monkeypatch):
+    monkeypatch.setattr(tiny_llama.config, "_attn_implementation", "sdpa")
+    short = make_task(smol_tok, max_length=256)  # on CPU, rows this short train with eager attention
+    assert short.prepare_model(tiny_llama).endswith("eager attention")
+    assert tiny_llama.config._attn_implementation == "eager"
 
 
 def test_packing_probe_and_pack_rows(tiny_llama):

@@ -78,6 +78,7 @@ def prefer_eager_attention(body: torch.nn.Module, max_length: int) -> None:
 
     Measured with SmolLM2 + LoRA under bf16 autocast (torch 2.13, transformers 5.24, 2 AMX cores), packed
     rows of 256: 356 tokens/s with eager vs 250 with sdpa, which gets a block-diagonal mask from packing.
+    Length-bucketed padded batches (data.packing: auto on CPU) were measured with eager only (bench run 3).
     Longer rows keep sdpa: eager materializes heads × L × L probabilities for the backward pass.
     """
     config = getattr(body, "config", None)

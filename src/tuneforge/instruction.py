@@ -238,7 +238,7 @@ class InstructionTask:
                  samples: int = 5):
         self.tokenizer, self.fmt = tokenizer, fmt
         self.packing_setting = packing
-        self.packing = packing is True  # `auto` stays unpacked unless choose_packing finds a flash kernel
+        self.packing = packing is True  # `auto` stays unpacked unless prepare_model finds a flash kernel
         self.max_new_tokens, self.samples = max_new_tokens, samples
         self.notes: list[str] = []              # truncation summaries, for the run log
         self._packing_ok: dict[int, bool] = {}  # probe result per model body
@@ -428,7 +428,7 @@ class InstructionTask:
 
     @staticmethod
     def tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch["n_real"] if "n_real" in batch else batch["real"].sum()
+        return batch["n_real"]
 
     # ------------------------------------------------------------------ loss
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -453,15 +453,19 @@ class InstructionTask:
         targets = batch["labels"].reshape(-1)[at + 1]
         return chunked_cross_entropy(head, flat[at], targets, model_config(model)), at.numel()
 
-    def choose_packing(self, model: nn.Module) -> str:
-        """Settle data.packing: auto for this model's attention kernel; returns a line for the run log."""
-        impl = getattr(body_and_head(model)[0].config, "_attn_implementation", None) or "unknown"
+    def prepare_model(self, model: nn.Module) -> str:
+        """Once, before training and before any compilation: pick the attention kernel, settle data.packing
+        for it (auto: pack only for flash kernels) and, when packing, probe that examples stay apart.
+        Returns a line for the run log naming the kernel that will really run."""
+        body = body_and_head(model)[0]
+        prefer_eager_attention(body, self.fmt.max_length)
+        impl = getattr(body.config, "_attn_implementation", None) or "unknown"
         if self.packing_setting == "auto":
             self.packing = impl.startswith(FLASH_ATTENTION)
-            how = "packed rows" if self.packing else \
-                "length-bucketed padded batches (packed rows would attend over the whole row)"
-            return f"data.packing auto: {how} with {impl} attention"
-        return f"data.packing {str(self.packing_setting).lower()}: {'packed rows' if self.packing else 'padded batches'}"
+        if self.packing:
+            self._ready(body)  # the probe's tiny shapes run now, not inside a compiled model
+        layout = "packed rows" if self.packing else "length-bucketed padded batches"
+        return f"data.packing {str(self.packing_setting).lower()}: {layout}, {impl} attention"
 
     def _ready(self, body: nn.Module) -> bool:
         """Once per model body: pick the attention kernel, then check that packing keeps examples apart."""

@@ -161,10 +161,10 @@ def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog)
     model = method.apply(model, cfg.method, cfg.task).to(device)
     log.note(f"loaded {cfg.model} in {time.perf_counter() - t_load:.1f}s; method {method.name}: "
              + _param_line(model))
+    if hasattr(task, "prepare_model"):  # instruction: attention kernel and packing, before compilation
+        log.note(task.prepare_model(model))
     for line in optimize_for_training(model, method, device, dtype, cfg.train.compile):
         log.note(line)
-    if hasattr(task, "choose_packing"):
-        log.note(task.choose_packing(model))
     if hasattr(method, "describe"):  # e.g. qlora: the 4-bit base's memory against bf16/fp32
         log.note(method.describe(model))
     eval_sets = {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}
