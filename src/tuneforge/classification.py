@@ -138,7 +138,7 @@ class ClassificationTask:
 
     @staticmethod
     def tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch["n_real"] if "n_real" in batch else batch["attention_mask"].sum()
+        return batch["n_real"]
 
     # ------------------------------------------------------------------ model
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

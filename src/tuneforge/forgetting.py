@@ -109,15 +109,17 @@ class TextLM:
             ids[j, :len(row)] = torch.tensor(row)
             mask[j, :len(row)] = 1
         labels = ids.masked_fill(mask == 0, -100)  # no loss on padding
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device),
+                "n_real": mask.sum()}  # n_real stays on the CPU: counting tokens must not wait for the device
 
     @staticmethod
     def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(**batch).loss
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     labels=batch["labels"]).loss
 
     @staticmethod
     def tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch["attention_mask"].sum()
+        return batch["n_real"]
 
 
 @torch.no_grad()
