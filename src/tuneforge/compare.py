@@ -195,16 +195,12 @@ def derive(cfg: Config, method: str, size: int, plan: DataPlan, work: Path, keep
     t = cfg.train
     if not t.max_steps:
         steps_per_epoch = math.ceil(math.ceil(size / t.batch_size) / t.grad_accum)
-        floor = min_steps if min_steps is not None else least_steps(method)
+        floor = min_steps if min_steps is not None else PEFT_MIN_STEPS if method in PEFT_FAMILY else MIN_STEPS
         epochs = max(t.epochs, math.ceil(floor / steps_per_epoch))
         raw["train"]["epochs"] = epochs
         if not t.eval_every and epochs > EVALS:  # validating after each of 75 tiny epochs would dominate
             raw["train"]["eval_every"] = math.ceil(epochs * steps_per_epoch / EVALS)
     return load_config(None, base=raw)
-
-
-def least_steps(method: str) -> int:
-    return PEFT_MIN_STEPS if method in PEFT_FAMILY else MIN_STEPS
 
 
 # ------------------------------------------------------------------ running and measuring
