@@ -28,6 +28,7 @@ SHAPES = {
 }
 # hfcompile: Trainer torch_compile=True; tfVARIANT: see run_tuneforge; tfprof: profile tuneforge's steps
 CASES = ("hf_lora", "tf_lora", "hf_full", "tf_full", "hfcompile_lora")
+VARIANTS = ("", "bf16", "graphs", "body", "prof")
 PEAK_FLOPS = 989e12
 LR = {"lora": 1e-4, "full": 1e-5}
 
@@ -145,7 +146,7 @@ def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: i
     dtype = autocast_dtype("auto", device)
     fmt = Formatting(FALLBACK_TEMPLATE, "fallback", format="text", max_length=shape["seq"])
     task = InstructionTask(_StubTokenizer(), fmt, packing=True)
-    task._ready(body_and_head(model)[0])  # the packing probe's tiny shapes run before compilation, not after
+    task.prepare_model(model)  # the packing probe's tiny shapes run before compilation, not after
     compiled = device.type == "cuda" and variant not in ("graphs", "body")
     notes = optimize_for_training(model, method, device, dtype, "blocks" if compiled else "none")
     if variant == "bf16":  # embeddings and norms too: the residual stream runs in bf16
@@ -172,8 +173,9 @@ def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: i
 
 
 def profile_fit(run: Any, cfg: Any, warmup: int, tokens_per_step: int, active: int = 3) -> dict[str, Any]:
-    """Profile `active` steps after the warm-up: the busiest kernels and how much of the wall time the GPU
-    was busy (1 - busy = time lost to launches and host-device syncs)."""
+    """Profile `active` steps after the warm-up: the 25 rows with the most GPU time per step, and each
+    step's wall time. Rows are ops and kernels alike (an aten op's row includes its kernels' time), so
+    they do not add up to the step."""
     from torch.profiler import ProfilerActivity, profile, schedule
 
     cfg.log_every = 1
@@ -183,15 +185,11 @@ def profile_fit(run: Any, cfg: Any, warmup: int, tokens_per_step: int, active: i
         log = _Capture(prof)
         run(log)
     step_ms = [1e3 * tokens_per_step / r["tokens_per_s"] for r in log.rows if r["split"] == "train"]
-    events = prof.key_averages()
     self_time = lambda e: getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))  # noqa: E731
-    kernels = [e for e in events if self_time(e) > 0]
-    busy_us = sum(self_time(e) for e in kernels)
-    top = sorted(kernels, key=self_time, reverse=True)[:25]
+    top = sorted((e for e in prof.key_averages() if self_time(e) > 0), key=self_time, reverse=True)[:25]
     lines = [f"{self_time(e) / 1e3 / active:9.2f} ms/step {e.count // active:6d}x  {e.key[:110]}" for e in top]
-    return {"profile_gpu_busy_ms_per_step": round(busy_us / 1e3 / active, 2), "profile": lines,
-            "tokens_per_s": 0.0, "flops_per_token": 0.0, "note": "profiled: tokens/s not comparable",
-            "step_ms": [round(t, 1) for t in step_ms]}
+    return {"profile": lines, "step_ms": [round(t, 1) for t in step_ms],
+            "tokens_per_s": 0.0, "flops_per_token": 0.0, "note": "profiled: tokens/s not comparable"}
 
 
 def child(case: str, shape_name: str, steps: int, warmup: int) -> dict[str, Any]:
@@ -203,6 +201,8 @@ def child(case: str, shape_name: str, steps: int, warmup: int) -> dict[str, Any]
     import transformers
 
     tool, method = case.split("_")
+    if tool.startswith("tf") and tool[2:] not in VARIANTS:
+        raise SystemExit(f"unknown case {case}: tuneforge variants are {', '.join('tf' + v for v in VARIANTS)}")
     if tool.startswith("tf"):
         row = run_tuneforge(shape, method, steps, warmup, device, variant=tool[2:], profile=tool == "tfprof")
     else:

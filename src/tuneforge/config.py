@@ -113,7 +113,7 @@ class TrainConfig:
     threads: Union[int, None] = _f(None, lo=1, doc="CPU threads (null: all cores)")
     compile: Literal["auto", "blocks", "graphs", "none"] = _f(
         "auto", doc="torch.compile each transformer block (auto: on CUDA only; compiling costs minutes on a CPU); "
-                    "graphs: also CUDA graphs per block (+6% on GPU; one graph per batch width)")
+                    "graphs: also CUDA graphs per block (+6-10% on an H200; one graph per batch width)")
     nan_policy: Literal["stop", "skip"] = _f("stop", doc="on NaN/inf loss: stop, or skip the batch")
     max_skips: int = _f(10, lo=0, doc="most batches skipped under nan_policy: skip")
 

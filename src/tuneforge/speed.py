@@ -1,6 +1,6 @@
 """Make a model train fast on its device, without changing what it learns.
 
-Three measured levers (bench/README.md has the numbers):
+Measured levers (bench/README.md has the numbers):
 - lean LoRA inputs: PEFT casts each LoRA layer's input to the adapter weights' dtype (fp32) before autocast
   casts it back to bf16. Besides the copies, the fp32 round trip left q/k/v in fp32 and sent attention
   down sdpa's slow fp32 CPU path: turning the cast off took a MiniLM LoRA step from 1,930 to 3,230 tokens/s
@@ -12,8 +12,8 @@ Three measured levers (bench/README.md has the numbers):
   compiles once and is reused), which fuses the element-wise work between the matmuls. It pays on CUDA; on
   a 2-core CPU compiling took longer (174 s) than a whole MiniLM LoRA run, so `auto` leaves CPUs alone.
   `graphs` adds CUDA graphs per block (mode reduce-overhead: no kernel-launch gaps inside a block):
-  71.3k → 75.5k tokens/s on the GPU bench; each new batch width records another graph, so it suits fixed-width
-  batches. Compiling the whole body as one graph was slower (62.5k).
+  71.3k → 75.5k and 68.5k → 75.6k tokens/s on the H200 bench (two runs); each new batch width records
+  another graph, so it suits fixed-width batches. Compiling the whole body as one graph was slower (62.5k).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def lean_frozen_weights(model: nn.Module, dtype: torch.dtype | None, everything:
     dtype anyway: the arithmetic is unchanged. `everything` also casts frozen embeddings and norms, as
     loading the base in bf16 does (the usual LoRA/QLoRA setup): the residual stream then runs in bf16 too,
     which halves the element-wise traffic but rounds it. Trainable parameters keep their fp32 master copy.
+    Measured slower on the H200 bench (62.7k vs 73.9k tokens/s), so only the bench's tfbf16 variant uses it.
     """
     if dtype is None:
         return 0
