@@ -204,7 +204,94 @@ CASES: dict[str, Case] = {
                                 untouched=lambda tmp: [tmp / "runs" / "bad" / "metrics.jsonl", tmp / "runs" / "bad" / "eval.json"]),
     "output-dir-is-file": Case(with_config(output_dir_is_file), ["cannot create", "output_dir"]),
     "unwritable-output-dir": Case(with_config(unwritable_output), ["output_dir", "writable"]),
+    # ---- run directory safety (issue 13)
+    "overwrite-not-a-run": Case(lambda tmp, m: thesis_folder(tmp, m), ["is not a tuneforge run directory",
+                                                                       "'thesis.tex'", "name=NEW"],
+                                untouched=lambda tmp: files_under(tmp / "home" / "thesis")),
+    "overwrite-run-holding-its-model": Case(lambda tmp, m: run_holding_model(tmp, m),
+                                            ["`model`", "lies inside", "--overwrite would delete"],
+                                            untouched=lambda tmp: files_under(tmp / "home" / "prev")),
+    "overwrite-finished-run-late-error": Case(lambda tmp, m: overwrite_with_bad_targets(tmp, m),
+                                              ["`method.targets`", "nonexistent_proj"],
+                                              untouched=lambda tmp: files_under(tmp / "home" / "bad")),
+    "early-stopping-metric-unknown": Case(with_config(set_key("train.early_stopping.metric", "val_nonsense")),
+                                          ["`train.early_stopping.metric`", "'val_nonsense'", "val_f1_macro"]),
+    "forgetting-reference-missing": Case(with_config(lambda c, t: c["forgetting"].update(
+        reference=str(t / "nonexistent.jsonl"))), ["`forgetting.reference`", "nonexistent.jsonl", "file not found"]),
+    "lora-target-missing": Case(with_config(lambda c, t: c["method"].update(name="lora", targets=["nonexistent_proj"])),
+                                ["`method.targets`", "nonexistent_proj"]),
+    "resume-method-changed": Case(lambda tmp, m: resume_changed(tmp, m, "method.r=16"),
+                                  ["--resume", "`method.r`", "8 → 16", "--overwrite"],
+                                  untouched=lambda tmp: files_under(tmp / "home" / "bad")),
+    "resume-data-changed": Case(lambda tmp, m: resume_changed(tmp, m, change_data=True),
+                                ["--resume", "`data.train`", "train.jsonl", "restore that file", "--overwrite"],
+                                untouched=lambda tmp: files_under(tmp / "home" / "bad")),
 }
+
+
+# ---------------------------------------------------------------- run directory safety (issue 13): case inputs
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def thesis_folder(tmp: Path, model: Path) -> list[str]:
+    """output_dir/name is a user's folder holding their thesis and the training data itself."""
+    folder = tmp / "home" / "thesis"
+    folder.mkdir(parents=True)
+    (folder / "thesis.tex").write_text("\\section{Results}\n")
+    write_jsonl(folder / "train.jsonl", GOOD)
+    cfg = tiny_train_config(model, folder / "train.jsonl", tmp / "home", name="thesis")
+    return ["train", str(write_config(tmp / "c.yaml", **cfg)), "--overwrite", "--quiet"]
+
+
+def fake_finished_run(run: Path, config: str = "") -> Path:
+    """What a finished run leaves at the top of its directory (contents are not read by these cases)."""
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(config or "name: x\n_provenance: {tuneforge: 0.1.0}\n")
+    (run / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1.0}\n')
+    (run / "data_audit.json").write_text("{}\n")
+    (run / "eval.json").write_text("{}\n")
+    return run
+
+
+def run_holding_model(tmp: Path, model: Path) -> list[str]:
+    """A run whose model/ the new config starts from: --overwrite would delete the model it loads."""
+    import shutil
+
+    run = fake_finished_run(tmp / "home" / "prev")
+    shutil.copytree(model, run / "model")
+    cfg = tiny_train_config(run / "model", tmp / "train.jsonl", tmp / "home", name="prev")
+    write_jsonl(tmp / "train.jsonl", GOOD)
+    return ["train", str(write_config(tmp / "c.yaml", **cfg)), "--overwrite", "--quiet"]
+
+
+def overwrite_with_bad_targets(tmp: Path, model: Path) -> list[str]:
+    """--overwrite of a finished run with a mistake found only once the model is loaded (method.targets)."""
+    fake_finished_run(tmp / "home" / "bad")
+    cfg = good_cfg(tmp, model)
+    cfg.update(output_dir=str(tmp / "home"))
+    cfg["method"].update(name="lora", targets=["nonexistent_proj"])
+    return ["train", str(write_config(tmp / "c.yaml", **cfg)), "--overwrite", "--quiet"]
+
+
+def resume_changed(tmp: Path, model: Path, *overrides: str, change_data: bool = False) -> list[str]:
+    """An unfinished LoRA run (its config.yaml as tuneforge writes it), resumed with a change."""
+    import hashlib
+
+    from tuneforge.config import dump_yaml, load_config
+
+    cfg = good_cfg(tmp, model)
+    cfg.update(output_dir=str(tmp / "home"))
+    cfg["method"].update(name="lora", r=8)
+    path = write_config(tmp / "c.yaml", **cfg)
+    digest = hashlib.sha256((tmp / "train.jsonl").read_bytes()).hexdigest()[:16]
+    run = fake_finished_run(tmp / "home" / "bad", dump_yaml(load_config(path), {"tuneforge": "0.1.0",
+                                                                                "data_sha256": {"train": digest}}))
+    (run / "eval.json").unlink()
+    if change_data:
+        write_jsonl(tmp / "train.jsonl", GOOD + sentiment_rows(3, seed=9))
+    return ["train", str(path), *overrides, "--resume", "--quiet"]
 
 
 def snapshot(paths: list[Path]) -> dict[Path, bytes]:

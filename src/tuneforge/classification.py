@@ -59,6 +59,9 @@ def _natural(name: str) -> tuple[int, Any]:
 
 class ClassificationTask:
     name = "classification"
+    # What `evaluate` computes on validation data (early stopping picks one as val_<name>); `n` is a count.
+    validation_metrics = ("loss", "accuracy") + tuple(f"{m}_{avg}" for avg in ("macro", "micro", "weighted")
+                                                      for m in ("precision", "recall", "f1"))
 
     def __init__(self, tokenizer: Any, labels: list[str], text_col: str, label_col: str,
                  max_length: int, multi_label: bool = False, label_smoothing: float = 0.0):

@@ -233,6 +233,8 @@ class Formatting:
 
 class InstructionTask:
     name = "instruction"
+    # What `evaluate` computes on validation data (no generation there); `n` and `tokens` are counts.
+    validation_metrics = ("loss", "perplexity")
 
     def __init__(self, tokenizer: Any, fmt: Formatting, packing: bool | str = "auto", max_new_tokens: int = 64,
                  samples: int = 5):

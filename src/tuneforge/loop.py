@@ -86,6 +86,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, plan: Plan, cfg: TrainConfi
     return get_scheduler(name, optimizer, num_warmup_steps=plan.warmup_steps, num_training_steps=plan.total_steps)
 
 
+COUNTS = ("val_n", "val_tokens")  # sizes of the validation set, not metrics to stop on
+
+
 def metric_mode(metric: str, mode: str) -> str:
     if mode != "auto":
         return mode
@@ -254,9 +257,10 @@ def fit(model: nn.Module, task: Task, train: list[Any], val: list[Any], cfg: Tra
                 log.scalars(state.step, record["epoch"], "val",
                             {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "n"})
                 value = record.get(es.metric)
-                if value is None:
+                if value is None:  # the pipeline checks this before a run starts; fit's other callers get it here
+                    choices = [k for k in record if k.startswith("val_") and k not in COUNTS]
                     raise TuneforgeError(f"`train.early_stopping.metric` = {es.metric!r} is not computed; "
-                                         f"choose one of {', '.join(k for k in record if k.startswith('val_'))}")
+                                         f"choose one of {', '.join(choices)}")
                 if improved(value, state.best_metric, mode, es.min_delta):
                     state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
                     best_weights = {n: p.detach().clone() for n, p in params}

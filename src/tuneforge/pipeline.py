@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from . import __version__, models, rundir
-from .config import Config, dump_yaml
+from .config import Config, dump_yaml, to_dict
 from .data import Record
 from .device import autocast_dtype, pick_device, seed_everything, set_threads
 from .errors import TuneforgeError
@@ -112,18 +112,23 @@ def load_model(cfg: Config, source: models.ModelSource, task: Any, method: Any) 
 
 
 def provenance(cfg: Config, splits: dict[str, list[Record]]) -> dict[str, Any]:
-    import hashlib
-
     import transformers
+
+    return {"tuneforge": __version__, "torch": str(torch.__version__), "transformers": str(transformers.__version__),
+            "python": platform.python_version(), "data_sha256": data_hashes(cfg),
+            "split_sizes": {k: len(v) for k, v in splits.items()}}
+
+
+def data_hashes(cfg: Config) -> dict[str, str]:
+    """split → sha256 (first 16 hex digits) of each data file the config names."""
+    import hashlib
 
     hashes = {}
     for name in ("train", "validation", "test"):
         spec = getattr(cfg.data, name)
         if isinstance(spec, str) and Path(spec).is_file():
             hashes[name] = hashlib.sha256(Path(spec).read_bytes()).hexdigest()[:16]
-    return {"tuneforge": __version__, "torch": str(torch.__version__), "transformers": str(transformers.__version__),
-            "python": platform.python_version(), "data_sha256": hashes,
-            "split_sizes": {k: len(v) for k, v in splits.items()}}
+    return hashes
 
 
 @dataclass
@@ -136,29 +141,113 @@ def train(cfg: Config, overwrite: bool = False, quiet: bool = False,
           splits: dict[str, list[Record]] | None = None) -> TrainOutcome:
     """Fine-tune per `cfg` and write the run directory; returns it with the final eval.json content.
 
+    Every check that can fail runs before the run directory is created or an old run replaced: the data,
+    the run directory itself, a resume's compatibility, the early-stopping metric, then loading the model,
+    applying the method, the base evaluation and the forgetting guard (reference, earlier runs).
     `splits` (train/validation/test records) replaces reading cfg.data — cross-validation folds use it."""
     set_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     resume = bool(cfg.resume)
     early = RunLog(None, quiet=quiet)
     prep = prepare(cfg, early, splits)
+    check_early_stopping_metric(cfg, prep.task)
+    inputs = config_inputs(cfg)
+    rundir.check(cfg.run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
+    if resume and not overwrite:
+        check_resume(cfg, early)
     method = get_method(cfg.method.name)
-    run_dir = rundir.prepare(cfg.run_dir, overwrite=overwrite, resume=resume)
-    with rundir.lock(run_dir), RunLog(run_dir, quiet=quiet) as log:
-        log.notes[:0] = early.notes
+    ready = start(prep, method, early)
+    run_dir = rundir.prepare(cfg.run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
+    with rundir.lock(run_dir):
         rundir.atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg, provenance(cfg, prep.splits)))
         rundir.atomic_write_json(run_dir / "data_audit.json", prep.audit)
-        result = _train_and_evaluate(prep, method, run_dir, log)
+        with RunLog(run_dir, quiet=quiet) as log:
+            log.notes[:0] = early.notes
+            result = _train_and_evaluate(prep, method, ready, run_dir, log)
     return TrainOutcome(run_dir, result)
 
 
-def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog) -> dict[str, Any]:
+def config_inputs(cfg: Config) -> dict[str, str]:
+    """Config key → every file or directory the run reads (a run directory holding one is never deleted)."""
+    found = {f"data.{name}": getattr(cfg.data, name) for name in ("train", "validation", "test")}
+    reference = cfg.forgetting.reference
+    found.update({"model": cfg.model, "init_from": cfg.init_from or "",
+                  "forgetting.reference": "" if reference == "builtin" else reference or ""})
+    return {key: value for key, value in found.items() if isinstance(value, str) and value and Path(value).exists()}
+
+
+def check_early_stopping_metric(cfg: Config, task: Any) -> None:
+    """The early-stopping metric must be one the task computes on validation data (its counts are not metrics)."""
+    names = getattr(task, "validation_metrics", None)
+    metric = cfg.train.early_stopping.metric
+    if names is not None and metric not in {f"val_{m}" for m in names}:
+        raise TuneforgeError(f"`train.early_stopping.metric` = {rundir.shorten(metric)} is not computed on "
+                             f"{cfg.task} validation data; choose one of {', '.join(f'val_{m}' for m in names)}")
+
+
+# What a resume may not change: what the checkpoints were made from (the trainable parameters, the data
+# and its vetting). train.* changes are noted by the checkpointer (against the checkpoint's own copy).
+RESUME_REFUSES = ("task", "model", "init_from", "method", "data", "privacy", "leakage")
+RESUME_NOTES = ("forgetting", "eval")
+SPLIT_FILES = ("data.train", "data.validation", "data.test")
+
+
+def check_resume(cfg: Config, log: RunLog) -> None:
+    """Refuse a resume whose config or data differ from what the run started with; reads, never writes."""
+    import yaml
+
+    path = cfg.run_dir / "config.yaml"
+    if not path.is_file():  # killed before config.yaml: nothing recorded to compare with
+        return
+    saved = yaml.safe_load(path.read_text(encoding="utf-8"))  # rundir.check vetted it as tuneforge's
+    then = saved.pop("_provenance", {}).get("data_sha256") or {}
+    now = data_hashes(cfg)
+    for split, digest in then.items():
+        if split in now and now[split] != digest:
+            raise TuneforgeError(
+                f"--resume: `data.{split}` file {getattr(cfg.data, split)} is not the one {cfg.run_dir} was trained "
+                f"on (sha256 {digest} then, {now[split]} now); restore that file, or start over with --overwrite")
+    for key, old, new in _differences(saved, to_dict(cfg)):
+        section = key.split(".")[0]
+        if key in SPLIT_FILES and key.split(".")[1] in then and key.split(".")[1] in now:
+            continue  # the same content under another path
+        if section in RESUME_REFUSES:
+            raise TuneforgeError(f"--resume: `{key}` changed since {cfg.run_dir} started ({rundir.shorten(old)} → "
+                                 f"{rundir.shorten(new)}); set it back to continue, or start over with --overwrite")
+        if section in RESUME_NOTES:
+            log.note(f"`{key}` changed since the run started ({rundir.shorten(old)} → {rundir.shorten(new)})")
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) of every leaf that differs; keys only one side has are skipped
+    (a config written by another tuneforge version)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in old if k in new for d in _differences(old[k], new[k], f"{prefix}{k}.")]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
+@dataclass
+class Ready:
+    """The model as training starts: loaded, wrapped by the method, on its device, base-evaluated, guarded."""
+
+    model: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype | None
+    guard: Any
+    base: dict[str, Any] | None
+
+
+def start(prep: Prepared, method: Any, log: RunLog) -> Ready:
+    """Everything before the first step that can fail (the model, the method, the forgetting reference and
+    earlier runs); touches nothing on disk."""
     cfg, task = prep.cfg, prep.task
     device = pick_device()
     dtype = autocast_dtype(cfg.train.precision, device)
     t_load = time.perf_counter()
     model = start_model(cfg, prep.source, task, method)
     model = method.apply(model, cfg.method, cfg.task).to(device)
+    if not any(p.requires_grad for p in model.parameters()):  # fit refuses too, but only once the run exists
+        raise TuneforgeError("no trainable parameters: the method froze everything (check method.targets)")
     log.note(f"loaded {cfg.model} in {time.perf_counter() - t_load:.1f}s; method {method.name}: "
              + _param_line(model))
     if hasattr(task, "prepare_model"):  # instruction: attention kernel and packing, before compilation
@@ -167,20 +256,33 @@ def _train_and_evaluate(prep: Prepared, method: Any, run_dir: Path, log: RunLog)
         log.note(line)
     if hasattr(method, "describe"):  # e.g. qlora: the 4-bit base's memory against bf16/fp32
         log.note(method.describe(model))
-    eval_sets = {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}
-    results: dict[str, Any] = {"task": cfg.task, "method": method.name, "model": cfg.model}
+    base = None
     if cfg.eval.base:
-        results["base"] = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype)
-                           for name, ex in eval_sets.items()}
+        base = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype)
+                for name, ex in _eval_sets(prep).items()}
+    from .forgetting import ForgettingGuard
+
+    guard = ForgettingGuard.start(prep, model, device, dtype, log)  # "before" probe, replay mix, EWC/L2
+    return Ready(model, device, dtype, guard, base)
+
+
+def _eval_sets(prep: Prepared) -> dict[str, list[Any]]:
+    return {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}
+
+
+def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path, log: RunLog) -> dict[str, Any]:
+    cfg, task = prep.cfg, prep.task
+    model, device, dtype, guard = ready.model, ready.device, ready.dtype, ready.guard
+    eval_sets = _eval_sets(prep)
+    results: dict[str, Any] = {"task": cfg.task, "method": method.name, "model": cfg.model}
+    if ready.base is not None:
+        results["base"] = ready.base
 
     from .checkpoint import Checkpointer
 
     checkpointer = Checkpointer(run_dir / "checkpoints", cfg.train, method, resume=bool(cfg.resume),
                                 metrics=run_dir / "metrics.jsonl", note=log.note) \
         if cfg.train.checkpoint_every or cfg.resume else None
-    from .forgetting import ForgettingGuard
-
-    guard = ForgettingGuard.start(prep, model, device, dtype, log)  # "before" probe, replay mix, EWC/L2
     outcome = fit(model, guard.task, guard.train, prep.encoded.get("validation", []), cfg.train, log,
                   device, dtype, regularizer=guard.regularizer, checkpointer=checkpointer,
                   eval_batch_size=cfg.eval.batch_size)
