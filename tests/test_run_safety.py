@@ -7,7 +7,13 @@ A real finished LoRA run is trained once per module (in-process, a few seconds);
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,10 @@ import pytest
 from helpers_tiny import make_tiny_bert, sentiment_rows, tiny_train_config, write_config, write_jsonl
 
 from tuneforge import cli
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
+TIMEOUT = 240
+
 
 @pytest.fixture(autouse=True)
 def keep_torch_threads():
@@ -255,3 +265,64 @@ def test_resume_accepts_the_same_data_under_another_path_and_notes_other_changes
     assert any(n.startswith("resumed from") for n in notes), notes
     assert any("train.lr changed since the checkpoint" in n for n in notes), notes
     assert any("`eval.batch_size` changed since the run started" in n for n in notes), notes
+
+
+# ---------------------------------------------------------------- item 11: SIGTERM and Ctrl-C
+
+def _logged_step(run: Path) -> int:
+    try:
+        lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    except OSError:
+        return 0
+    return max((json.loads(line)["step"] for line in lines if line.endswith("\n")), default=0)
+
+
+def _stop_at(proc: subprocess.Popen, run: Path, step: int, sig: int) -> tuple[int, list[str]]:
+    deadline = time.monotonic() + TIMEOUT
+    while _logged_step(run) < step:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"training ended or stalled before step {step}: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=TIMEOUT)
+    return proc.returncode, [line for line in err.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("sig,status,checkpoints", [(signal.SIGTERM, 143, True), (signal.SIGINT, 130, False)])
+def test_signal_during_training_says_what_was_saved(sig: int, status: int, checkpoints: bool, tmp_path: Path,
+                                                    base: dict[str, Any]) -> None:
+    if sig == signal.SIGINT and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        pytest.skip("SIGINT is ignored here, so a child python would ignore it too")
+    cfg = tiny_train_config(base["model"], base["data"], tmp_path / "runs", name="cut", epochs=8,
+                            checkpoint_every=2 if checkpoints else None)
+    config = write_config(tmp_path / "c.yaml", **cfg)
+    proc = subprocess.Popen([sys.executable, "-m", "tuneforge.cli", "train", str(config), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    rc, lines = _stop_at(proc, tmp_path / "runs" / "cut", 5, sig)
+    assert rc == status, lines
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    line = lines[0]
+    assert line.startswith(f"interrupted ({'SIGTERM' if sig == signal.SIGTERM else 'Ctrl-C'})"), line
+    if not checkpoints:
+        assert "no checkpoint was written" in line and "train.checkpoint_every" in line and "--overwrite" in line
+        return
+    assert "the last complete checkpoint is" in line and line.endswith("--resume"), line
+    command = shlex.split(line.split("continue with: ")[1])
+    assert command[:2] == ["tuneforge", "train"]
+    done = subprocess.run([sys.executable, "-m", "tuneforge.cli", *command[1:], "--quiet"], capture_output=True,
+                          text=True, env=ENV, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    notes = json.loads((tmp_path / "runs" / "cut" / "eval.json").read_text(encoding="utf-8"))["notes"]
+    assert any(n.startswith("resumed from") for n in notes), notes
+
+
+def test_interrupted_before_training_says_nothing_was_changed(tmp_path: Path, base: dict[str, Any]) -> None:
+    from tuneforge.config import load_config
+
+    args = cli.build_parser().parse_args(["train", "c.yaml", "train.lr=1e-3"])
+    cfg = load_config(None, base={**base["cfg"], "output_dir": str(tmp_path / "runs")})
+    assert "nothing was written" in cli.stopped_line(cfg, args, None, cli.Terminated())
+    run, _ = copy_run(base, tmp_path)
+    line = cli.stopped_line(cfg, args, cli._dir_id(run), KeyboardInterrupt())  # --overwrite stopped before the swap
+    assert line.startswith("interrupted (Ctrl-C)") and "was left as it was" in line

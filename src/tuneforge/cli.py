@@ -25,9 +25,52 @@ def _cmd_train(args: argparse.Namespace) -> int:
         summary = cross_validate(cfg, args.cv, overwrite=args.overwrite)
         print(json.dumps(summary["summary"], indent=2))
         return 0
-    outcome = train(cfg, overwrite=args.overwrite, quiet=args.quiet)
+    before = _dir_id(cfg.run_dir)
+    try:
+        outcome = train(cfg, overwrite=args.overwrite, quiet=args.quiet)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated): say what is kept and how to go on
+        print(stopped_line(cfg, args, before, stop), file=sys.stderr)
+        return exit_status(stop)
     print_summary(outcome.run_dir, outcome.eval)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every `with` block unwinds (locks, logs, temporary files)."""
+
+
+def exit_status(stop: BaseException) -> int:
+    return 143 if isinstance(stop, Terminated) else 130  # 128 + the signal number, as the shell reports it
+
+
+def _dir_id(path: Path) -> tuple[int, int] | None:
+    """Which directory is at `path` now (device, inode), or None: tells a replaced run from an untouched one."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def stopped_line(cfg: Any, args: argparse.Namespace, before: tuple[int, int] | None, stop: BaseException) -> str:
+    """One line for an interrupted `train`: what was saved, and the exact command that continues."""
+    import shlex
+
+    from .checkpoint import Checkpointer
+
+    why = f"interrupted ({'SIGTERM' if isinstance(stop, Terminated) else 'Ctrl-C'})"
+    run_dir, now = cfg.run_dir, _dir_id(cfg.run_dir)
+    if now is None:
+        return f"{why} before {run_dir} was created; nothing was written"
+    if now == before and not cfg.resume:
+        return f"{why} before training started; {run_dir} was left as it was"
+    command = ["tuneforge", "train", args.config, *(o for o in args.overrides if not o.startswith("resume="))]
+    last = Checkpointer(run_dir / "checkpoints", cfg.train, None).latest()
+    if last is not None:
+        return (f"{why}: the last complete checkpoint is {last}; continue with: "
+                + shlex.join(command + ["--resume"]))
+    return (f"{why}: no checkpoint was written in {run_dir} (set train.checkpoint_every=N to make a run "
+            "resumable); start again with: " + shlex.join(command + ["--overwrite"]))
 
 
 def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
@@ -181,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return COMMANDS[args.command](args)
+        with _SigtermRaises():
+            return COMMANDS[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -194,9 +238,32 @@ def main(argv: list[str] | None = None) -> int:
         fix = "free space, then rerun (train: with --resume)" if full else "check the path and its permissions"
         print(f"error: {e.strerror or e}{where}; {fix}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("interrupted", file=sys.stderr)
-        return 130
+        return exit_status(stop)
+
+
+class _SigtermRaises:
+    """While a command runs, SIGTERM raises Terminated (Python's default would exit without a word)."""
+
+    def __enter__(self) -> None:
+        import signal
+        import threading
+
+        self.installed = threading.current_thread() is threading.main_thread()  # signals reach only it
+        if self.installed:
+            self.previous = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, _raise_terminated)
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":
