@@ -226,6 +226,14 @@ CASES: dict[str, Case] = {
     "resume-data-changed": Case(lambda tmp, m: resume_changed(tmp, m, change_data=True),
                                 ["--resume", "`data.train`", "train.jsonl", "restore that file", "--overwrite"],
                                 untouched=lambda tmp: files_under(tmp / "home" / "bad")),
+    "predict-prompt-on-classifier": Case(lambda tmp, m: ["predict", str(fake_run(tmp, m, "classification")),
+                                                         "--prompt", "hello"],
+                                         ["--prompt is for instruction runs", "--text"]),
+    "predict-text-on-instruction-run": Case(lambda tmp, m: ["predict", str(fake_run(tmp, m, "instruction")),
+                                                            "--text", "hello"],
+                                            ["--text is for classification runs", "--prompt"]),
+    "eval-other-columns": Case(lambda tmp, m: eval_other_columns(tmp, m),
+                               ["other.jsonl:1", "no column 'text'", "rename that column in"]),
 }
 
 
@@ -292,6 +300,22 @@ def resume_changed(tmp: Path, model: Path, *overrides: str, change_data: bool = 
     if change_data:
         write_jsonl(tmp / "train.jsonl", GOOD + sentiment_rows(3, seed=9))
     return ["train", str(path), *overrides, "--resume", "--quiet"]
+
+
+def fake_run(tmp: Path, model: Path, task: str) -> Path:
+    """A finished run as far as predict/eval read it before loading a model: config.yaml and model/tuneforge.json."""
+    from tuneforge.config import dump_yaml, load_config
+
+    cfg = load_config(None, base={**good_cfg(tmp, model), "task": task})
+    run = fake_finished_run(tmp / "fake" / "run", dump_yaml(cfg, {"tuneforge": "0.1.0"}))
+    (run / "model").mkdir()
+    (run / "model" / "tuneforge.json").write_text(json.dumps({"task": task, "method": "full", "labels": ["a", "b"]}))
+    return run
+
+
+def eval_other_columns(tmp: Path, model: Path) -> list[str]:
+    write_jsonl(tmp / "other.jsonl", [{"body": r["text"], "label": r["label"]} for r in GOOD[:4]])
+    return ["eval", str(fake_run(tmp, model, "classification")), "--data", str(tmp / "other.jsonl")]
 
 
 def snapshot(paths: list[Path]) -> dict[Path, bytes]:

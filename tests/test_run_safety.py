@@ -326,3 +326,19 @@ def test_interrupted_before_training_says_nothing_was_changed(tmp_path: Path, ba
     run, _ = copy_run(base, tmp_path)
     line = cli.stopped_line(cfg, args, cli._dir_id(run), KeyboardInterrupt())  # --overwrite stopped before the swap
     assert line.startswith("interrupted (Ctrl-C)") and "was left as it was" in line
+
+
+# ---------------------------------------------------------------- weak messages: predict and eval
+
+def test_predict_prompt_on_a_classifier_is_refused(base: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_error(capsys, ["predict", str(base["run"]), "--prompt", "great kettle"])
+    assert "--prompt is for instruction runs" in line and "--text" in line
+    assert cli.main(["predict", str(base["run"]), "--text", "great kettle"]) == 0
+
+
+def test_eval_with_other_columns_names_the_column_to_rename(tmp_path: Path, base: dict[str, Any],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_jsonl(tmp_path / "held.jsonl", [{"review": r["text"], "label": r["label"]} for r in sentiment_rows(4)])
+    line = one_error(capsys, ["eval", str(base["run"]), "--data", str(data)])
+    assert "held.jsonl:1" in line and "'text'" in line and "rename that column" in line and "review" in line
+    assert "data.text" not in line  # eval cannot set it

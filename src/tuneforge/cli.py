@@ -108,10 +108,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .pipeline import predict_run
+    from .pipeline import predict_run, run_task
 
     if not args.text and not args.data and not args.prompt:
         raise TuneforgeError("give --text \"...\", --prompt \"...\" or --data FILE")
+    task = run_task(Path(args.run))  # --text goes to a classifier, --prompt to an instruction model
+    if args.prompt and task != "instruction":
+        raise TuneforgeError(f"--prompt is for instruction runs and {args.run} is a {task} run; "
+                             "give the text to classify with --text")
+    if args.text and task == "instruction":
+        raise TuneforgeError(f"--text is for classification runs and {args.run} is an instruction run; "
+                             "give the prompt with --prompt")
     rows = predict_run(Path(args.run), texts=(args.text or []) + (args.prompt or []), data=args.data)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))

@@ -361,14 +361,7 @@ def save_model(model: torch.nn.Module, method: Any, prep: Prepared, run_dir: Pat
 
 def load_run(run_dir: Path) -> tuple[Config, Any, torch.nn.Module]:
     """Rebuild (config, task, model) from a finished run directory, for eval, predict and chat."""
-    import yaml
-
-    from .config import load_config
-
-    rundir.require_run(run_dir)
-    raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    raw.pop("_provenance", None)
-    cfg = load_config(None, base=raw)
+    cfg = run_config(run_dir)
     meta = json.loads((run_dir / "model" / "tuneforge.json").read_text(encoding="utf-8"))
     source = models.resolve(cfg.model)
     tokenizer = models.load_tokenizer(models.ModelSource(cfg.model, run_dir / "model"))
@@ -397,12 +390,26 @@ def load_run(run_dir: Path) -> tuple[Config, Any, torch.nn.Module]:
     return cfg, task, model
 
 
+def run_config(run_dir: Path) -> Config:
+    """The resolved config a finished run was trained with."""
+    import yaml
+
+    from .config import load_config
+
+    rundir.require_run(run_dir)
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    raw.pop("_provenance", None)
+    return load_config(None, base=raw)
+
+
 def evaluate_run(run_dir: Path, data: str) -> dict[str, Any]:
     """Metrics of a trained run on a new data file (same columns as training)."""
     from .data import read_records
 
-    cfg, task, model = load_run(run_dir)
+    saved = run_config(run_dir)
     records = read_records(data)
+    require_columns(records, saved, run_dir, labelled=True)  # before the model loads: a fast answer
+    cfg, task, model = load_run(run_dir)
     examples = task.encode(records, "eval")
     device = pick_device()
     return task.evaluate(model, examples, cfg.eval.batch_size, device, autocast_dtype(cfg.train.precision, device))
@@ -411,11 +418,46 @@ def evaluate_run(run_dir: Path, data: str) -> dict[str, Any]:
 def predict_run(run_dir: Path, texts: list[str] | None = None, data: str | None = None) -> list[dict[str, Any]]:
     from .data import Record, read_records
 
-    cfg, task, model = load_run(run_dir)
     if data:
+        saved = run_config(run_dir)
         records = read_records(data)
-    else:
+        require_columns(records, saved, run_dir, labelled=False)
+    cfg, task, model = load_run(run_dir)
+    if not data:
         records = [Record({cfg.data.text: t, cfg.data.prompt: t}, "<text>", i + 1) for i, t in enumerate(texts or [])]
     device = pick_device()
     examples = task.encode_unlabelled(records)
     return task.predict(model, examples, cfg.eval.batch_size, device, autocast_dtype(cfg.train.precision, device))
+
+
+def run_task(run_dir: Path) -> str:
+    """The task of a finished run (classification | instruction), read from model/tuneforge.json."""
+    rundir.require_run(run_dir)
+    path = run_dir / "model" / "tuneforge.json"
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8")).get("task", "classification"))
+    except (OSError, ValueError, AttributeError) as e:
+        raise TuneforgeError(f"cannot read {path} ({type(e).__name__}); the run is damaged: train it again "
+                             "with --overwrite") from None
+
+
+def require_columns(records: list[Record], cfg: Config, run_dir: Path, labelled: bool) -> None:
+    """eval/predict read a file with the column names the run was trained with (its config fixes them and
+    these commands cannot change them): name the missing column, and the fix, in the file."""
+    from .errors import DataError
+
+    d = cfg.data
+    if cfg.task == "classification":
+        layouts, order = {"classification": [d.text] + ([d.label] if labelled else [])}, ["classification"]
+    else:  # the layout the instruction task detects: the first whose leading column the record has
+        layouts = {"chat": [d.messages], "pairs": [d.prompt] + ([d.response] if labelled else []), "text": [d.text]}
+        order = [d.format] if d.format != "auto" else ["chat", "pairs", "text"]
+    for r in records:
+        picked = next((k for k in order if layouts[k][0] in r.fields), None)
+        missing = [c for c in layouts[picked or order[0]] if c not in r.fields]
+        if not missing:
+            continue
+        have = ", ".join(rundir.shorten(c, 40) for c in sorted(r.fields)[:8]) + (", …" if len(r.fields) > 8 else "")
+        wanted = " or ".join(repr(layouts[k][0]) for k in order) if picked is None else repr(missing[0])
+        raise DataError(r.file, r.line, f"no column {wanted} (columns: {have or 'none'})",
+                        f"{run_dir} was trained on the column {wanted}: rename that column in {r.file}")
