@@ -101,7 +101,7 @@ def _check_exists(path: Path) -> None:
         raise DataError(str(path), None, "file not found", "check the path") from None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise DataError(str(path), None, "symlink loop (the link leads back to itself)",
+            raise DataError(str(path), None, "symlink loop (following the links never reaches a file)",
                             "use the data file's real path") from None
         raise DataError(str(path), None, f"cannot read ({e.strerror})", "check the path and its permissions") \
             from None
@@ -305,9 +305,9 @@ def require_text(records: Iterable[Record], column: str) -> None:
                             f"set data.text to one of them or add {preview(column)}")
         value = r.fields[column]
         if not isinstance(value, str):
-            raise DataError(r.file, r.line, f"column '{column}' is {type(value).__name__}, expected text",
+            raise DataError(r.file, r.line, f"column {preview(column)} is {type(value).__name__}, expected text",
                             "put the text in quotes")
         if is_blank(value):
-            raise DataError(r.file, r.line, f"empty text in column '{column}'" +
+            raise DataError(r.file, r.line, f"empty text in column {preview(column)}" +
                             (" (only invisible characters)" if value and not value.isspace() else ""),
                             "remove the record or fill it")
