@@ -351,3 +351,19 @@ def test_label_errors_echo_bounded_values(minilm_tokenizer):
     with pytest.raises(DataError) as info:
         label_set([Record(wide, "t", 1)], "label")
     assert "missing label column 'label'" in str(info.value) and len(str(info.value)) < 800
+
+
+def test_compare_takes_data_limit_like_train(tmp_path):
+    """compare's training subset and shared validation split come from the first data.limit records, as in
+    train (it carved validation off all 1,200 and trained on 40)."""
+    from conftest import toy_rows, write_jsonl
+
+    from tuneforge.compare import write_subsets
+    from tuneforge.config import load_config
+
+    train = write_jsonl(tmp_path / "train.jsonl", toy_rows(1200))
+    cfg = load_config(None, base={"name": "x", "task": "classification", "model": "minilm",
+                                  "data": {"train": str(train), "validation": 0.1, "limit": 40}})
+    plan = write_subsets(cfg, [], tmp_path / "plan")
+    assert sorted(plan.train) == [36]
+    assert len(Path(plan.validation).read_text().splitlines()) == 4
