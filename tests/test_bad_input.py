@@ -148,6 +148,34 @@ def unwritable_output(cfg: dict[str, Any], tmp: Path) -> None:
         cfg["output_dir"] = str(tmp / "ro")
 
 
+def symlink_loop(cfg: dict[str, Any], tmp: Path) -> None:
+    (tmp / "loop.jsonl").symlink_to(tmp / "loop.jsonl")
+    cfg["data"]["train"] = str(tmp / "loop.jsonl")
+
+
+def huge_test_label(cfg: dict[str, Any], tmp: Path) -> None:
+    write_jsonl(tmp / "test.jsonl", [{"text": "odd kettle", "label": "q" * 500_000}])
+    cfg["data"]["test"] = str(tmp / "test.jsonl")
+
+
+def trained_run(model: Path) -> Path:
+    """One finished run per model directory (trained once, beside it), for eval/predict cases."""
+    run = model.parent / "trained" / "runs" / "done"
+    if not (run / "eval.json").exists():
+        work = model.parent / "trained"
+        cfg = tiny_train_config(model, write_jsonl(work / "train.jsonl", GOOD), work / "runs", name="done")
+        assert cli.main(["train", str(write_config(work / "c.yaml", **cfg)), "--quiet"]) == 0
+    return run
+
+
+def csv_rows(rows: list[dict[str, Any]]) -> str:
+    return "".join(f"{r['text']},{r['label']}\n" for r in rows)
+
+
+def singleton_rows(n: int) -> list[dict[str, Any]]:
+    return [{"text": f"please route ticket {i}", "label": f"intent-{i:03d}"} for i in range(n)]
+
+
 CASES: dict[str, Case] = {
     # ---- config file
     "yaml-malformed": Case(config_text("name: x\ntrain:\n  lr: 1\n   epochs: 2\n"), ["c.yaml:4", "malformed YAML"]),
@@ -234,6 +262,43 @@ CASES: dict[str, Case] = {
                                             ["--text is for classification runs", "--prompt"]),
     "eval-other-columns": Case(lambda tmp, m: eval_other_columns(tmp, m),
                                ["other.jsonl:1", "no column 'text'", "rename that column in"]),
+    # ---- data files and labels (issue 13)
+    "two-records": Case(data_file("two.jsonl", jsonl(GOOD[:2])),
+                        ["two.jsonl", "data.validation=0.2 of 2 record(s) gives an empty validation split",
+                         "data.validation to a file"]),
+    "null-label": Case(data_file("nl.jsonl", jsonl(GOOD[:3] + [{"text": "fine kettle", "label": None}] + GOOD[3:])),
+                       ["nl.jsonl:4", "null label in column 'label'"]),
+    "empty-label-csv": Case(data_file("el.csv", "text,label\n" + csv_rows(GOOD[:4]) + "fine kettle,\n"
+                                      + csv_rows(GOOD[4:])),
+                            ["el.csv:6", "empty label in column 'label'"]),
+    "one-example-classes": Case(data_file("intents.jsonl", jsonl(singleton_rows(500)), validation=0.1),
+                                ["intents.jsonl", "500 of 500 classes have a single example",
+                                 "'intent-000', 'intent-001', 'intent-002', …", "at least 2 examples",
+                                 "data.validation to a file"]),
+    "symlink-loop": Case(with_config(symlink_loop), ["loop.jsonl: symlink loop"]),
+    "zero-width-text": Case(data_file("zw.jsonl", jsonl(GOOD[:5] + [{"text": "\u200b\ufeff\u200c\u200d",
+                                                                    "label": "positive"}] + GOOD[5:])),
+                            ["zw.jsonl:6", "empty text"]),
+    "csv-duplicate-header": Case(data_file("dh.csv", "text,label,text\n" + "".join(f"{r['text']},{r['label']},x\n"
+                                                                                   for r in GOOD)),
+                                 ["dh.csv:1", "duplicate column name 'text'"]),
+    "predict-data-missing": Case(lambda tmp, m: ["predict", str(trained_run(m)), "--data", str(tmp / "gone.jsonl")],
+                                 ["gone.jsonl: file not found (check the path)"]),
+    "eval-data-missing": Case(lambda tmp, m: ["eval", str(trained_run(m)), "--data", str(tmp / "gone.jsonl")],
+                              ["gone.jsonl: file not found (check the path)"]),
+    "fractional-label": Case(data_file("fl.jsonl", jsonl([{**r, "label": i % 2 + 0.5} for i, r in enumerate(GOOD)])),
+                             ["fl.jsonl:1", "label 0.5", "not a whole number"]),
+    "nested-list-label": Case(data_file("nest.jsonl", jsonl([{**r, "label": [r["label"]]} for r in GOOD[:3]]
+                                                            + [{"text": "odd", "label": [["positive"]]}])),
+                              ["nest.jsonl:4", "inside the label list is a list"]),
+    "dict-in-label-list": Case(data_file("dil.jsonl", jsonl([{**r, "label": [r["label"]]} for r in GOOD[:3]]
+                                                            + [{"text": "odd", "label": [{"name": "x"}]}])),
+                               ["dil.jsonl:4", "inside the label list is a dict"]),
+    "bool-and-int-labels": Case(data_file("bi.jsonl", jsonl([{**r, "label": i % 2 == 0} for i, r in enumerate(GOOD)]
+                                                            + [{"text": "odd kettle", "label": 1}])),
+                                ["bi.jsonl:31", "mixes types: boolean", "integer here"]),
+    "huge-label-echoed-short": Case(with_config(huge_test_label),
+                                    ["test.jsonl:1", "label 'qqq", "…", "never occurs"]),
 }
 
 

@@ -61,3 +61,28 @@ def test_instruction_run_never_learns_or_emits_a_canary(tmp_path: Path, capsys) 
     assert cli.main(["predict", str(run), "--prompt", "Question 3: how do I reach support? contact"]) == 0
     out = capsys.readouterr().out
     assert out and not any(c in out for c in CANARIES)
+
+
+def test_instruction_fact_column_is_redacted_everywhere(tmp_path: Path) -> None:
+    """`fact` reaches eval.json (samples) and fact_accuracy: it is scanned and redacted like the response,
+    with the same per-record placeholder, so the fact still matches the redacted answer."""
+    model = make_tiny_llama(tmp_path / "llama")
+    card = "4111 1111 1111 1111"
+    rows = [{"instruction": f"Which card is on file for order {i}?", "output": f"The card {card} is on file.",
+             "fact": card} for i in range(24)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    test = write_jsonl(tmp_path / "test.jsonl", [{"instruction": f"Card for ticket {i}?", "output": f"Card {card}.",
+                                                   "fact": card} for i in range(6)])
+    cfg = tiny_train_config(model, train, tmp_path / "runs", name="fact")
+    cfg.update(task="instruction", privacy={"pii": "redact"}, method={"name": "full"},
+               leakage={"policy": "warn"},
+               eval={"base": False, "batch_size": 8, "max_new_tokens": 4, "samples": 6})
+    cfg["data"] = {"train": str(train), "validation": 0.2, "test": str(test), "max_length": 64}
+    assert cli.main(["train", str(write_config(tmp_path / "c.yaml", **cfg)), "--quiet"]) == 0
+    run = tmp_path / "runs" / "fact"
+    hits = [str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and card.encode() in p.read_bytes()]
+    assert hits == []
+    import json
+
+    samples = json.loads((run / "eval.json").read_text())["final"]["test"]["samples"]
+    assert samples and all(s["fact"] == "<CREDIT_CARD_1>" and "<CREDIT_CARD_1>" in s["reference"] for s in samples)

@@ -5,6 +5,7 @@ decoder that has a sequence-classification head.
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Record, require_text
+from .data import Record, is_blank, preview, preview_list, require_text
 from .device import autocast
 from .errors import DataError
 from .metrics import classification_metrics
@@ -27,30 +28,69 @@ class Example:
     where: str
 
 
+LABEL_TYPES = "labels are text or integers, or a list of them per record (multi-label)"
+
+
 def label_set(records: list[Record], column: str) -> tuple[list[str], bool]:
     """The sorted label names of the training data, and whether it is multi-label."""
-    kinds: dict[str, Record] = {}
+    kinds: dict[str, Record] = {}  # each kind of label seen -> the first record with it
     names: set[str] = set()
     for r in records:
-        if column not in r.fields or r.fields[column] is None or r.fields[column] == "":
-            have = ", ".join(sorted(r.fields))
-            raise DataError(r.file, r.line, f"missing label column '{column}' (columns: {have})",
-                            f"set data.label to the label column or add '{column}'")
-        value = r.fields[column]
-        kind = "list" if isinstance(value, list) else "text" if isinstance(value, str) else \
-            "number" if isinstance(value, (int, bool)) else type(value).__name__
-        if kind not in ("list", "text", "number"):
-            raise DataError(r.file, r.line, f"label {value!r} is a {kind}", "labels are text, integers or lists")
+        kind, record_names = label_names(r, column)
         kinds.setdefault(kind, r)
-        names.update(str(v) for v in (value if kind == "list" else [value]))
+        names.update(record_names)
+    if any(k.startswith("list of") for k in kinds):
+        kinds.pop("list", None)  # an empty list fits lists of any kind
     if len(kinds) > 1:
         (k1, r1), (k2, r2) = list(kinds.items())[:2]
         raise DataError(r2.file, r2.line, f"label column mixes types: {k1} at line {r1.line}, {k2} here",
                         "use one type for every label (e.g. all text)")
     if len(names) < 2:
-        raise DataError(records[0].file, None, f"only one label ({', '.join(names)}) in the training data",
-                        "classification needs at least two classes")
-    return sorted(names, key=_natural), "list" in kinds
+        raise DataError(records[0].file, None, f"only one label ({preview_list(names) or 'none'}) in the training "
+                        "data", "classification needs at least two classes")
+    return sorted(names, key=_natural), any(k.startswith("list") for k in kinds)
+
+
+def label_names(r: Record, column: str) -> tuple[str, list[str]]:
+    """(kind, names) of a record's label: ("text", ["pos"]), or ("list of text", [...]) for multi-label.
+
+    Names are the label's text: 3 is "3"; 3.0 is "3" as well (pandas writes integer classes with a gap as
+    floats), a fraction is a score, not a class; true/false are "true"/"false", as JSON and a CSV cell of
+    the same data spell them, and a kind of their own, so true and 1 are never one class by accident."""
+    if column not in r.fields:
+        raise DataError(r.file, r.line, f"missing label column {preview(column)} (columns: "
+                        f"{preview_list(sorted(r.fields)) or 'none'})",
+                        f"set data.label to the label column or add {preview(column)}")
+    value = r.fields[column]
+    if not isinstance(value, list):
+        kind, name = _single_label(r, column, value)
+        return kind, [name]
+    found = [_single_label(r, column, v, inside=True) for v in value]
+    kinds = sorted({k for k, _ in found})
+    if len(kinds) > 1:
+        raise DataError(r.file, r.line, f"label list mixes {kinds[0]} and {kinds[1]}", "use one type for every label")
+    return f"list of {kinds[0]}" if kinds else "list", [n for _, n in found]
+
+
+def _single_label(r: Record, column: str, value: Any, inside: bool = False) -> tuple[str, str]:
+    """(kind, name) of one label value, or a DataError saying why the task cannot learn it."""
+    where = " inside the label list" if inside else f" in column {preview(column)}"
+    if value is None:
+        raise DataError(r.file, r.line, f"null label{where}", "give every record a label, or remove the record")
+    if isinstance(value, bool):
+        return "boolean", "true" if value else "false"
+    if isinstance(value, int):
+        return "integer", str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return "integer", str(int(value))
+        raise DataError(r.file, r.line, f"label {preview(value)}{where} is not a whole number",
+                        f"{LABEL_TYPES}; a score is not a class")
+    if isinstance(value, str):
+        if is_blank(value):
+            raise DataError(r.file, r.line, f"empty label{where}", "fill it in, or remove the record")
+        return "text", value
+    raise DataError(r.file, r.line, f"label {preview(value)}{where} is a {type(value).__name__}", LABEL_TYPES)
 
 
 def _natural(name: str) -> tuple[int, Any]:
@@ -91,23 +131,21 @@ class ClassificationTask:
         return {"labels": self.labels, "multi_label": self.multi_label}
 
     def _label(self, r: Record, split: str) -> Any:
-        value = r.fields.get(self.label_col)
-        if value is None:
-            raise DataError(r.file, r.line, f"missing label column '{self.label_col}'", "add a label")
-        if isinstance(value, list) and not self.multi_label:
-            raise DataError(r.file, r.line, f"label {value!r} is a list, but the training labels are single values",
+        kind, names = label_names(r, self.label_col)
+        if kind.startswith("list") and not self.multi_label:
+            raise DataError(r.file, r.line, f"label {preview(r.fields[self.label_col])} is a list, but the "
+                            "training labels are single values",
                             "give one label per record, or lists in train too (multi-label)")
-        values = value if isinstance(value, list) else [value]
-        unknown = [v for v in values if str(v) not in self.index]
+        unknown = [n for n in names if n not in self.index]
         if unknown:
-            raise DataError(r.file, r.line, f"label {unknown[0]!r} in {split} never occurs in train "
-                            f"(train labels: {', '.join(self.labels)})", "fix the label or add train examples")
+            raise DataError(r.file, r.line, f"label {preview(unknown[0])} in {split} never occurs in train "
+                            f"(train labels: {preview_list(self.labels)})", "fix the label or add train examples")
         if self.multi_label:
             hot = [0] * len(self.labels)
-            for v in values:
-                hot[self.index[str(v)]] = 1
+            for n in names:
+                hot[self.index[n]] = 1
             return hot
-        return self.index[str(value)]
+        return self.index[names[0]]
 
     def batches(self, examples: list[Example], batch_size: int, shuffle: bool = False,
                 seed: int = 0) -> list[list[int]]:

@@ -152,7 +152,7 @@ def write_subsets(cfg: Config, sizes: list[int], out: Path) -> DataPlan:
 
     label = cfg.data.label if cfg.task == "classification" else None
     splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, label, cfg.data.group,
-                         cfg.train.seed, None)
+                         cfg.train.seed, cfg.data.limit)  # data.limit cuts the records read, as in train
     train = splits["train"]
     out.mkdir(parents=True, exist_ok=True)
     shared = {}
@@ -164,7 +164,7 @@ def write_subsets(cfg: Config, sizes: list[int], out: Path) -> DataPlan:
             shared[name] = str(write_records(out / f"{name}.jsonl", splits[name]).resolve())
         else:
             shared[name] = None
-    wanted = sizes or [cfg.data.limit or len(train)]
+    wanted = sizes or [len(train)]
     order = stratified_order(train, label, cfg.train.seed)
     files = {}
     for size in sorted({min(s, len(train)) for s in wanted}):

@@ -70,9 +70,7 @@ def cross_validate(cfg: Config, k: int, overwrite: bool = False, quiet: bool = F
     from .pipeline import train
     from .rundir import atomic_write_json
 
-    records = read_records(cfg.data.train)
-    if cfg.data.limit:
-        records = records[:cfg.data.limit]
+    records = read_records(cfg.data.train, cfg.data.limit)  # the pool: the first data.limit records, as train does
     label = cfg.data.label if cfg.task == "classification" else None
     folds = fold_indices(records, k, label, cfg.train.seed, cfg.data.group)
     cv_root = cfg.run_dir

@@ -63,11 +63,17 @@ def prepare(cfg: Config, log: RunLog | None = None, splits: dict[str, list[Recor
     return Prepared(cfg, source, tokenizer, task, splits, encoded, audit)
 
 
+FACT_COLUMN = "fact"  # instruction: the string a correct answer must contain (fact_accuracy, eval.json samples)
+
+
 def text_columns(cfg: Config) -> list[str]:
-    """Columns scanned for PII: every text the model sees."""
+    """Columns scanned for PII: every text the model sees and every text a run writes out (eval.json
+    samples hold prompt, reference and fact). All are redacted with one per-record placeholder map,
+    so a redacted fact still matches the redacted answer."""
     if cfg.task == "classification":
         return [cfg.data.text]
-    return [cfg.data.prompt, cfg.data.input, cfg.data.response, cfg.data.messages, cfg.data.text]
+    columns = [cfg.data.prompt, cfg.data.input, cfg.data.response, cfg.data.messages, cfg.data.text, FACT_COLUMN]
+    return list(dict.fromkeys(columns))  # a column named twice (data.text = data.prompt) is scanned once
 
 
 def input_columns(cfg: Config) -> list[str]:
@@ -75,7 +81,7 @@ def input_columns(cfg: Config) -> list[str]:
     same fact asked in new words is what a support bot must generalize to), so responses are left out."""
     if cfg.task == "classification":
         return [cfg.data.text]
-    return [cfg.data.prompt, cfg.data.input, cfg.data.messages, cfg.data.text]
+    return list(dict.fromkeys([cfg.data.prompt, cfg.data.input, cfg.data.messages, cfg.data.text]))
 
 
 def vet(splits: dict[str, list[Record]], cfg: Config) -> tuple[dict[str, list[Record]], dict[str, Any]]:

@@ -9,25 +9,46 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from .data import Record, read_records
+from .data import Record, preview_list, read_records
 from .errors import DataError
 
 
 def load_splits(train: str, validation: str | float | None, test: str | float | None,
                 label: str | None, group: str | None, seed: int, limit: int | None = None) -> dict[str, list[Record]]:
-    """Read train (and any split files), then carve fraction splits off train. Keys: train[, validation][, test]."""
-    records = read_records(train)
+    """Read train (its first `limit` records if given) and any split files, then carve fraction splits off
+    train. Keys: train[, validation][, test]."""
+    records = read_records(train, limit)  # data.limit: the first N records, before any split is carved
     splits: dict[str, list[Record]] = {}
     for name, spec in (("test", test), ("validation", validation)):  # test first: it must not depend on val
         if isinstance(spec, str):
             splits[name] = read_records(spec)
         elif isinstance(spec, float) and spec > 0:
+            pool = records
             records, splits[name] = carve(records, spec, label, group, seed + (1 if name == "test" else 2))
-    if limit:
-        records = records[:limit]
+            if not splits[name]:
+                raise _empty_split(train, name, spec, pool, label, after_test="test" in splits and name != "test")
     if not records:
-        raise DataError(train, None, "no training records left after splitting", "lower the split fractions")
+        groups = f", whole groups of data.group '{group}'" if group else ""
+        raise DataError(train, None, f"no training records left: data.validation={validation} and "
+                        f"data.test={test} took all of them{groups}",
+                        "lower the fractions, add records, or give validation/test as files")
     return {"train": records, **{k: splits[k] for k in ("validation", "test") if k in splits}}
+
+
+def _empty_split(train: str, name: str, fraction: float, pool: list[Record], label: str | None,
+                 after_test: bool) -> DataError:
+    """Why a fraction gave no records, in one line: too few records, or only single-example classes."""
+    of = f"the {len(pool):,} record(s) left after data.test" if after_test else f"{len(pool):,} record(s)"
+    problem, fix = f"data.{name}={fraction} of {of} gives an empty {name} split", f"or set data.{name} to a file or null"
+    sizes: dict[Any, int] = defaultdict(int)
+    for r in pool:
+        sizes[_key(r.fields.get(label)) if label else None] += 1
+    single = [k for k, n in sizes.items() if _single_class(k, n)]
+    if single and len(pool) > 1:
+        return DataError(train, None, f"{problem}: {len(single):,} of {len(sizes):,} classes have a single example "
+                         f"(e.g. {preview_list(map(repr, single), 3)}), and a class's only example stays in train",
+                         f"give each class at least 2 examples, {fix}")
+    return DataError(train, None, problem, f"add records, {fix}")
 
 
 def carve(records: list[Record], fraction: float, label: str | None, group: str | None,
@@ -40,7 +61,9 @@ def carve(records: list[Record], fraction: float, label: str | None, group: str 
         strata[_key(r.fields.get(label)) if label else None].append(i)
     rng = random.Random(seed)
     keys = sorted(strata, key=str)
-    counts = _allocate([len(strata[k]) for k in keys], fraction)
+    # A class with a single example keeps it in train (size 0 here: nothing to carve): carved off, it
+    # would be a class the model never saw. A multi-label stratum is a label combination, not a class.
+    counts = _allocate([0 if _single_class(k, len(strata[k])) else len(strata[k]) for k in keys], fraction)
     taken: set[int] = set()
     for key, n in zip(keys, counts):
         members = strata[key][:]
@@ -76,6 +99,11 @@ def _carve_groups(records: list[Record], fraction: float, group: str, seed: int)
         taken.update(groups[key])
     kept = [r for i, r in enumerate(records) if i not in taken]
     return kept, [r for i, r in enumerate(records) if i in taken]
+
+
+def _single_class(key: Any, size: int) -> bool:
+    """A class (a single label, not a multi-label combination) with one example."""
+    return size == 1 and key is not None and not isinstance(key, tuple)
 
 
 def _key(value: Any) -> Any:
