@@ -213,3 +213,8 @@ def test_long_lists_are_bounded(tmp_path):
                      "entries (it has 5,000)"]
     assert len(load_config(write(tmp_path, OK), ["method.targets=[" + ", ".join(["q"] * 4096) + "]"]).method.targets) \
         == 4096
+
+
+def test_the_number_of_problems_listed_is_bounded(tmp_path):
+    found = problems(tmp_path, OK + "".join(f"key{i}: 1\n" for i in range(5000)))
+    assert len(found) == 21 and found[-1] == "... and 4,980 more problems"

@@ -183,6 +183,7 @@ MAX_YAML_DEPTH = 32           # nesting levels (a config uses 3); PyYAML's compo
 MAX_YAML_VALUES = 20_000      # values once aliases are expanded: a "billion laughs" document stops here
 MAX_NUMBER_CHARS = 100        # digits of one number (Python refuses to parse ints past 4,300 digits)
 MAX_LIST_ITEMS = 4096         # entries of one list value (method.targets names modules: hundreds at most)
+MAX_PROBLEMS = 20             # problems listed at once (a file of 20,000 unknown keys needs no 20,000 lines)
 SHOW_CHARS = 60               # longest echo of a user's value in an error message
 
 _REPR = reprlib.Repr()
@@ -295,6 +296,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     cfg = _build(Config, raw, "", problems)
     if not problems:
         problems += _cross_checks(cfg)
+    if len(problems) > MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS:,} more problems"]
     if problems:
         raise ConfigError(problems)
     if path is not None:
