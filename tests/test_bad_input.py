@@ -174,6 +174,21 @@ def csv_rows(rows: list[dict[str, Any]]) -> str:
 
 def singleton_rows(n: int) -> list[dict[str, Any]]:
     return [{"text": f"please route ticket {i}", "label": f"intent-{i:03d}"} for i in range(n)]
+def good_config_plus(text: str) -> Callable[[Path, Path], list[str]]:
+    """A valid config file with `text` appended."""
+
+    def build(tmp: Path, model: Path) -> list[str]:
+        path = write_config(tmp / "c.yaml", **good_cfg(tmp, model))
+        path.write_text(path.read_text() + text)
+        return ["train", str(path), "--quiet"]
+
+    return build
+
+
+# Nine levels of ten aliases: 10^9 strings once expanded, 400 bytes of text.
+BILLION_LAUGHS = 'l0: &l0 "lol"\n' + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10))
+FLOW_LAUGHS = "[&a [q, q, q, q, q, q, q, q, q, q], &b [" + ", ".join(["*a"] * 10) + "], &c [" + ", ".join(["*b"] * 10) \
+    + "], " + ", ".join(["[" + ", ".join(["*c"] * 10) + "]"] * 5) + "]"
 
 
 CASES: dict[str, Case] = {
@@ -299,6 +314,21 @@ CASES: dict[str, Case] = {
                                 ["bi.jsonl:31", "mixes types: boolean", "integer here"]),
     "huge-label-echoed-short": Case(with_config(huge_test_label),
                                     ["test.jsonl:1", "label 'qqq", "…", "never occurs"]),
+    # ---- config file (issue 13)
+    "epochs-zero": Case(with_config(set_key("train.epochs", 0)), ["`train.epochs` = 0 trains nothing", "train.max_steps"]),
+    "validation-over-one": Case(with_config(set_key("data.validation", 1.5)), ["`data.validation` = 1.5", "fraction"]),
+    "text-is-label": Case(with_config(set_key("data.text", "label")), ["`data.text` and `data.label`", "'label'"]),
+    "yaml-duplicate-key": Case(good_config_plus("name: other\n"), ["c.yaml:", "duplicate key 'name'", "keep one"]),
+    "yaml-too-big": Case(config_text("name: x\n" + "#" * (1 << 20) + "\n"), ["c.yaml", "larger than 1 MiB"]),
+    "yaml-billion-laughs": Case(good_config_plus(BILLION_LAUGHS), ["c.yaml:", "values once aliases are expanded"]),
+    "yaml-too-deep": Case(good_config_plus("notes: " + "[" * 5000 + "]" * 5000 + "\n"), ["c.yaml:", "nested deeper"]),
+    "yaml-huge-number": Case(config_text("name: x\ntrain: {seed: " + "9" * 5000 + "}\n"), ["c.yaml:2", "5,000 digits"]),
+    "long-value-echo": Case(with_config(set_key("train.lr", "fast" * 100_000)), ["`train.lr` = 'fastf", "...",
+                                                                                 "is not a number"]),
+    "too-many-targets": Case(with_config(set_key("method.targets", ["query"] * 5000)),
+                             ["`method.targets`", "at most 4,096 entries (it has 5,000)"]),
+    "override-billion-laughs": Case(with_config(lambda c, t: None, "method.targets=" + FLOW_LAUGHS),
+                                    ["override `method.targets`", "values once aliases are expanded"]),
 }
 
 

@@ -60,7 +60,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_bool_is_not_a_number_and_number_is_not_bool(tmp_path):
-    found = problems(tmp_path, "name: s\ndata: {train: t.jsonl}\ntrain: {lr: true}\ndata: {train: t, packing: 1}\n")
+    found = problems(tmp_path, "name: s\ntrain: {lr: true}\ndata: {train: t, packing: 1}\n")
+    assert any("`train.lr` = True is not a number" in p for p in found)
     assert any("`data.packing` = 1 is not true or false" in p for p in found)
 
 
@@ -116,3 +117,104 @@ def test_bare_off_means_off_in_yaml_and_on_the_command_line(tmp_path):
     assert load_config(path).privacy.pii == "off"
     assert load_config(path, ["privacy.pii=off"]).privacy.pii == "off"
     assert problems(tmp_path, "name: s\ndata: {train: t.jsonl}\nleakage: {policy: off}\n")  # no "off" choice there
+
+
+# ---------------------------------------------------------------- mistakes that need more than one key
+
+OK = "name: s\ndata: {train: t.jsonl}\n"
+
+
+def test_zero_epochs_needs_max_steps(tmp_path):
+    """The loop rounds 0 epochs up to one step: refuse it rather than train one step and say "train longer"."""
+    found = problems(tmp_path, OK + "train: {epochs: 0}\n")
+    assert found == ["`train.epochs` = 0 trains nothing; set train.epochs above 0 (e.g. 3) or set train.max_steps"]
+    assert load_config(write(tmp_path, OK + "train: {epochs: 0, max_steps: 5}\n")).train.max_steps == 5
+
+
+def test_a_bad_fraction_is_one_problem(tmp_path):
+    assert problems(tmp_path, "name: s\ndata: {train: t.jsonl, validation: 1.5}\n") == \
+        ["`data.validation` = 1.5 must be a fraction between 0 and 1 (e.g. 0.1), or a file"]
+
+
+def test_text_column_equal_to_label_column(tmp_path):
+    found = problems(tmp_path, "name: s\ndata: {train: t.jsonl, text: label}\n")
+    assert len(found) == 1 and "`data.text` and `data.label` both name the column 'label'" in found[0]
+    assert load_config(write(tmp_path, "name: s\ntask: instruction\ndata: {train: t.jsonl, text: label}\n"))
+
+
+# ---------------------------------------------------------------- YAML that is ambiguous or too large
+
+def test_duplicate_keys_name_the_line_and_the_key(tmp_path):
+    assert problems(tmp_path, OK + "train:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n") == \
+        [f"{tmp_path / 'cfg.yaml'}:6: duplicate key 'lr' (also on line 4); YAML would silently keep the last "
+         "one: keep one"]
+    assert "cfg.yaml:3: duplicate key 'name'" in problems(tmp_path, OK + "name: t\n")[0]
+    assert "duplicate key 'lr'" in problems(tmp_path, OK, ["train={lr: 1, lr: 2}"])[0]
+
+
+def test_anchors_and_merge_keys_still_work(tmp_path):
+    cfg = load_config(write(tmp_path, OK + "method: {targets: &t [query, value], modules_to_save: *t}\n"
+                                           "train: {<<: {lr: 0.001, epochs: 2}, lr: &lr 0.01, warmup: *lr}\n"))
+    assert cfg.method.modules_to_save == ["query", "value"]
+    assert (cfg.train.lr, cfg.train.epochs, cfg.train.warmup) == (0.01, 2, 0.01)  # an explicit key beats a merged one
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ['l0: &l0 "lol"']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_billion_laughs_is_refused_without_expanding_it(tmp_path):
+    found = problems(tmp_path, OK + billion_laughs())
+    assert len(found) == 1 and "cfg.yaml:" in found[0] and "more than 20,000 values once aliases are expanded" \
+        in found[0]
+    flow = "[" + ", ".join(["&a [x, x, x, x, x, x, x, x, x, x]"] + ["&b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]"]
+                          + ["&c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]"] + ["[*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]"] * 30) + "]"
+    found = problems(tmp_path, OK, [f"method.targets={flow}"])
+    assert found[0].startswith("override `method.targets`: more than 20,000 values")
+
+
+def test_recursive_alias_is_refused(tmp_path):
+    found = problems(tmp_path, OK + "method: {targets: &a [q, *a]}\n")
+    assert len(found) == 1 and "cfg.yaml:3: alias *a refers to the value it is inside" in found[0]
+
+
+def test_deep_nesting_and_huge_numbers_are_refused_with_the_line(tmp_path):
+    found = problems(tmp_path, OK + "method: {targets: " + "[" * 5000 + "]" * 5000 + "}\n")
+    assert len(found) == 1 and "cfg.yaml:3: nested deeper than 32 levels" in found[0]
+    found = problems(tmp_path, OK + "train:\n  batch_size: " + "9" * 5000 + "\n")
+    assert found == [f"{tmp_path / 'cfg.yaml'}:4: a number of 5,000 digits; no setting needs one"]
+    found = problems(tmp_path, OK, ["train.batch_size=" + "9" * 5000])
+    assert found == ["override `train.batch_size`: a number of 5,000 digits; no setting needs one"]
+    with pytest.raises(ConfigError, match="`train.lr` = 1000000000.* is not a finite number"):
+        load_config(None, base={"name": "s", "data": {"train": "t"}, "train": {"lr": 10 ** 400}})
+
+
+def test_config_file_size_is_bounded(tmp_path):
+    found = problems(tmp_path, OK + "#" * (1 << 20) + "\n")
+    assert found == [f"{tmp_path / 'cfg.yaml'}: larger than 1 MiB, not a config (a config is a few KB; data files "
+                     "go in data.train)"]
+
+
+def test_echoed_values_are_bounded(tmp_path):
+    long = "x" * 100_000
+    found = problems(tmp_path, OK + f"train:\n  lr: {long}\n  ? {long}\n  : 1\nmethod: {{targets: [[{long}]]}}\n",
+                     [long, f"eval.samples={{{long}: [{long}]}}"])
+    assert len(found) == 5 and not [p for p in found if "x" * 70 in p], found
+    assert any(p.startswith("`train.lr` = 'xxxx") and "..." in p for p in found)  # reprlib's own ellipsis
+    assert any(p.startswith("unknown key `train.xxxx") for p in found)
+    assert any(p.startswith("override 'xxxx") and "…" in p for p in found)
+
+
+def test_long_lists_are_bounded(tmp_path):
+    found = problems(tmp_path, OK, ["method.targets=[" + ", ".join(["q"] * 5000) + "]"])
+    assert found == ["`method.targets` = ['q', 'q', 'q', 'q', ...] is not text or a list of at most 4,096 "
+                     "entries (it has 5,000)"]
+    assert len(load_config(write(tmp_path, OK), ["method.targets=[" + ", ".join(["q"] * 4096) + "]"]).method.targets) \
+        == 4096
+
+
+def test_the_number_of_problems_listed_is_bounded(tmp_path):
+    found = problems(tmp_path, OK + "".join(f"key{i}: 1\n" for i in range(5000)))
+    assert len(found) == 21 and found[-1] == "... and 4,980 more problems"

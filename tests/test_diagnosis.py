@@ -207,3 +207,42 @@ def test_no_stop_advice_while_validation_still_improves() -> None:
     d = diagnose(rows, results(split_metrics(1.0, 0.02), split_metrics(0.7, 0.8)))
     assert d["label"] == "overfitting"  # the accuracy gap
     assert not any(a.startswith("stop at step") for a in d["advice"])
+
+
+# ------------------------------------------------------------------ diverged, not underfitting (issue 13)
+
+def test_loss_far_above_chance_is_diverged_not_underfitting() -> None:
+    """lr 10: the loss went 605 → 943 and the model predicts one class. That is not a model too weak to
+    learn (raising the learning rate would make it worse): a uniform guess scores ln(3) = 1.0986."""
+    cfg = load_config(None, ["name=x", "data.train=x.jsonl", "train.lr=10"])
+    rows = train_rows([605.0, 943.0]) + val_rows([880.0])
+    d = diagnose(rows, results(split_metrics(0.333, 943.0), split_metrics(0.333, 880.0), method="full"), cfg)
+    assert d["label"] == "unstable", d
+    assert d["evidence"] == ["training loss 943.0000 at the end is far above the chance level ln(3) = 1.0986: "
+                             "the weights diverged"]
+    assert d["advice"][0] == "lower train.lr by 3-10x (now 10)"
+    assert "underfitting" not in d["signals"] and not any("raise train.lr" in a for a in d["advice"])
+
+
+def test_real_lr10_curve_of_the_tiny_bert_is_diverged() -> None:
+    """The logged curve of the tiny BERT at lr 10 (tests/helpers_tiny config, 60 reviews): the loss falls
+    from 112 to 54, far above chance all along; the final probe says 18.4."""
+    rows = train_rows([112.07, 114.59, 140.49, 51.23, 54.01], every=5) + val_rows([96.56, 18.38], every=12)
+    d = diagnose(rows, results(split_metrics(0.333, 18.38, (16, 16, 16)), split_metrics(0.333, 18.38, (4, 4, 4)),
+                               method="full"))
+    assert d["label"] == "unstable", d
+    assert "far above the chance level ln(3)" in d["evidence"][0]
+
+
+def lm_results(base: float, end: float) -> dict[str, Any]:
+    return {"task": "instruction", "method": "lora", "base": {"validation": {"loss": base}},
+            "final": {"train": {"loss": end}, "validation": {"loss": end}}, "training": {}}
+
+
+def test_language_model_loss_far_above_its_start_is_diverged() -> None:
+    d = diagnose(train_rows([9.0, 9.5]), lm_results(2.3, 9.7))  # diverged before the first log: no spike
+    assert d["label"] == "unstable", d
+    assert d["evidence"] == ["training loss 9.7000 at the end is far above the base model's loss 2.3000: "
+                             "the weights diverged"]
+    assert diagnose(train_rows([2.4, 2.1, 1.9]), lm_results(2.3, 1.9))["label"] == "healthy"
+    assert diagnose(train_rows([2.31, 2.30, 2.30]), lm_results(2.3, 2.3))["label"] == "underfitting"

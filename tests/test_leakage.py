@@ -95,6 +95,7 @@ def test_unrelated_records_are_not_flagged():
     report = find_leakage({"train": _recs(texts[:400], "train.jsonl"), "test": _recs(texts[400:], "t.jsonl")},
                           ["text"])
     assert report["total"] == 0, report["pairs"][:3]
+    assert report["templates"] == []  # prose shares no long word runs: compared whole, as before
 
 
 def test_word_5gram_shingles_are_too_coarse_for_short_texts():
@@ -163,6 +164,65 @@ def test_signatures_equal_datasketch_minhash():
 def test_lsh_bands_leave_margin_below_the_threshold():
     bands, rows = leakage.lsh_params(0.8, 128)
     assert bands * rows <= 128 and 1 - (1 - 0.8 ** rows) ** bands >= 0.997
+
+
+# ---------------------------------------------------------------------------------------------
+# templated prompts: what varies is compared, the shared template is set aside
+
+QUESTION = "Read the review below and tell me whether the person who wrote it liked it."  # 15 words
+TEMPLATE_WORDS = 16  # the question and "Review:"
+
+
+def _templated(reviews: list[str], file: str) -> list[Record]:
+    return [Record({"instruction": f"{QUESTION}\nReview: {r}", "output": "yes"}, file, i + 1)
+            for i, r in enumerate(reviews)]
+
+
+def _short_reviews(seed: int, n: int) -> list[str]:
+    """Distinct 3-word reviews (no two with the same words): many pairs share one or two words."""
+    rng, seen, out = random.Random(seed), set(), []
+    while len(out) < n:
+        words = rng.sample(pii_corpus.WORDS[:200], 3)
+        if frozenset(words) not in seen:
+            seen.add(frozenset(words))
+            out.append(" ".join(words))
+    return out
+
+
+def test_a_shared_template_around_distinct_inputs_is_no_leak():
+    """16 template words + 3 review words: one shared review word made 17/21 = 0.81 'near' before."""
+    reviews = _short_reviews(20, 600)
+    splits = {"train": _templated(reviews[:500], "train.jsonl"), "test": _templated(reviews[500:], "test.jsonl")}
+    report = find_leakage(splits, ["instruction", "input"])
+    assert report["total"] == 0, report["pairs"][:3]
+    assert report["templates"] == [{"column": "instruction", "words": TEMPLATE_WORDS, "records": 600, "share": 1.0}]
+    out, result = audit.audit(splits, ["instruction"], "off", "fail")  # the default policy accepts it
+    assert len(out["test"]) == 100 and result["leakage"]["templates"] == report["templates"]
+    assert "  column instruction: a 16-word template shared by 100% of records set aside (near-duplicate and " \
+           "n-gram checks compare the rest)" in audit.summary_lines(result)
+
+
+def test_paraphrases_inside_the_same_template_are_all_found():
+    rng = random.Random(21)
+    base = _texts(21, 300, 20, 40)
+    planted = {i: rng.randrange(300) for i in range(0, 120, 2)}  # test line i+1 paraphrases train line j+1
+    test = [_word_edits(rng, base[planted[i]], rng.randint(1, 2)) if i in planted else t
+            for i, t in enumerate(_texts(22, 120, 20, 40))]
+    test[1] = base[5]  # a verbatim copy is still an exact duplicate of the whole text
+    splits = {"train": _templated(base, "train.jsonl"), "test": _templated(test, "test.jsonl")}
+    report = find_leakage(splits, ["instruction"])
+    found = {(p["b"]["line"], p["a"]["line"]) for p in _cross(report)}
+    assert found == {(i + 1, j + 1) for i, j in planted.items()} | {(2, 6)}
+    assert [p["kind"] for p in _cross(report) if p["b"]["line"] == 2] == ["exact"]
+    assert report["templates"][0]["words"] == TEMPLATE_WORDS
+
+
+def test_a_phrase_in_under_half_the_records_is_not_a_template():
+    reviews = _short_reviews(23, 100)
+    texts = [f"{QUESTION} {r}" if i % 5 < 2 else r for i, r in enumerate(reviews)]  # 40% carry the question
+    report = find_leakage({"train": _recs(texts, "train.jsonl")}, ["text"])
+    assert report["templates"] == []
+    assert report["by_kind"]["near"] > 0  # compared whole, as any other text: the question makes them similar
 
 
 # ---------------------------------------------------------------------------------------------

@@ -119,8 +119,11 @@ def _pii_lines(pii: dict[str, Any], max_places: int) -> list[str]:
 
 
 def _leak_lines(leak: dict[str, Any], max_places: int) -> list[str]:
+    templates = [f"  column {t['column']}: a {t['words']}-word template shared by {100 * t['share']:.0f}% of "
+                 "records set aside (near-duplicate and n-gram checks compare the rest)"
+                 for t in leak.get("templates", [])]
     if not leak["total"]:
-        return [f"leakage ({leak['policy']}): no duplicates or leaks"]
+        return [f"leakage ({leak['policy']}): no duplicates or leaks"] + templates
     kinds = ", ".join(f"{k} {n:,}" for k, n in leak["by_kind"].items() if n)
     dropped = leak.get("dropped") or {}
     action = ("; dropped " + ", ".join(f"{n:,} from {s}" for s, n in dropped.items())) if dropped else ""
@@ -130,4 +133,4 @@ def _leak_lines(leak: dict[str, Any], max_places: int) -> list[str]:
         a, b = p["a"], p["b"]
         lines.append(f"  {b['file']}:{b['line']} ({b['split']}) ~ {a['file']}:{a['line']} ({a['split']}) "
                      f"{p['kind']} {p['similarity']:.2f}")
-    return lines
+    return lines + templates

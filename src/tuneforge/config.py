@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -175,6 +177,112 @@ ALIASES = {
 }
 
 
+# Everything a config file (or an override) can make large is bounded; a real config is a few KB.
+MAX_CONFIG_BYTES = 1 << 20    # a bigger "config" is a mistake (a data file passed as the config?)
+MAX_YAML_DEPTH = 32           # nesting levels (a config uses 3); PyYAML's composer recurses per level
+MAX_YAML_VALUES = 20_000      # values once aliases are expanded: a "billion laughs" document stops here
+MAX_NUMBER_CHARS = 100        # digits of one number (Python refuses to parse ints past 4,300 digits)
+MAX_LIST_ITEMS = 4096         # entries of one list value (method.targets names modules: hundreds at most)
+MAX_PROBLEMS = 20             # problems listed at once (a file of 20,000 unknown keys needs no 20,000 lines)
+SHOW_CHARS = 60               # longest echo of a user's value in an error message
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = SHOW_CHARS
+
+
+def clip(text: str, limit: int = SHOW_CHARS) -> str:
+    """`text` cut to `limit` characters, with an ellipsis when something was cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def show(value: Any) -> str:
+    """A user's value for an error message: a bounded repr (nested and long values are abbreviated)."""
+    try:
+        return clip(_REPR.repr(value))
+    except ValueError:  # an int too long for str(); only reachable through the Python API
+        return f"<{type(value).__name__}>"
+
+
+class _YamlRefused(Exception):
+    """YAML that parses but is refused: ambiguous (duplicate keys) or too large once expanded."""
+
+    def __init__(self, mark: Any, problem: str):
+        super().__init__(problem)
+        self.line, self.problem = (mark.line + 1 if mark else None), problem
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys (PyYAML silently keeps the last), nesting deeper
+    than MAX_YAML_DEPTH, recursive aliases, and aliases that expand past MAX_YAML_VALUES values.
+
+    Sizes are counted on the composed node graph, where an alias is a shared node: the expanded size
+    is summed, never built, so a billion-laughs document costs as little as its text."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values it stands for with aliases expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._sizes:  # still being composed
+                raise _YamlRefused(event.start_mark, f"alias *{clip(event.anchor)} refers to the value it is "
+                                   "inside (a recursive structure); write the values out")
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _YamlRefused(self.peek_event().start_mark, f"nested deeper than {MAX_YAML_DEPTH} levels")
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = size = self._expanded(node)
+        if size > MAX_YAML_VALUES:
+            raise _YamlRefused(node.start_mark, f"more than {MAX_YAML_VALUES:,} values once aliases are "
+                               "expanded; a config needs far fewer (write lists out, or shorten them)")
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicate_keys(node)
+        return node
+
+    def _expanded(self, node: Any) -> int:
+        if isinstance(node, yaml.ScalarNode):
+            return 1
+        if isinstance(node, yaml.SequenceNode):
+            return 1 + sum(self._sizes[id(child)] for child in node.value)
+        return 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise _YamlRefused(node.start_mark, f"a number of {len(node.value):,} digits; no setting needs one")
+        return super().construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def _check_duplicate_keys(node: Any) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":  # `<<:` may repeat keys
+            continue
+        if (key.tag, key.value) in seen:
+            raise _YamlRefused(key.start_mark, f"duplicate key {show(key.value)} (also on line "
+                               f"{seen[key.tag, key.value]}); YAML would silently keep the last one: keep one")
+        seen[key.tag, key.value] = key.start_mark.line + 1
+
+
+def safe_load(text: str) -> Any:
+    """yaml.safe_load under the bounds above; raises yaml.YAMLError or _YamlRefused."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> Config:
     """YAML file (or `base` dict) + `a.b=value` overrides → validated Config, or ConfigError with all problems."""
@@ -188,6 +296,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     cfg = _build(Config, raw, "", problems)
     if not problems:
         problems += _cross_checks(cfg)
+    if len(problems) > MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS:,} more problems"]
     if problems:
         raise ConfigError(problems)
     if path is not None:
@@ -200,14 +310,22 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"config file {path} not found (check the path)"])
     if path.is_dir():
         raise ConfigError([f"config {path} is a directory (pass a .yaml file)"])
+    with open(path, "rb") as f:  # bounded: the path may be a huge file or a device that never ends
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a config (a config is a few KB; "
+                           "data files go in data.train)"])
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text (re-save it as UTF-8)"]) from None
+    except _YamlRefused as e:
+        raise ConfigError([f"{path}:{e.line}: {e.problem}" if e.line else f"{path}: {e.problem}"]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError([f"{where}: malformed YAML ({getattr(e, 'problem', e)}); check indentation and quoting"]) from None
+        raise ConfigError([f"{where}: malformed YAML ({clip(str(getattr(e, 'problem', e)))}); "
+                           "check indentation and quoting"]) from None
     if raw is None:
         raise ConfigError([f"{path}: config is empty (start from examples/sentiment.yaml)"])
     if not isinstance(raw, dict):
@@ -217,11 +335,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
     if "=" not in item:
-        problems.append(f"override '{item}' is not key=value (e.g. train.lr=3e-4)")
+        problems.append(f"override '{clip(item)}' is not key=value (e.g. train.lr=3e-4)")
         return
     key, _, text = item.partition("=")
+    if len(text) > MAX_CONFIG_BYTES:
+        problems.append(f"override `{clip(key)}`: the value is larger than {MAX_CONFIG_BYTES >> 20} MiB")
+        return
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = safe_load(text) if text.strip() else ""
+    except _YamlRefused as e:
+        problems.append(f"override `{clip(key)}`: {e.problem}")
+        return
     except yaml.YAMLError:
         value = text
     node = raw
@@ -238,16 +362,16 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        problems.append(f"`{prefix.rstrip('.')}` must be a mapping of keys, got {raw!r}")
+        problems.append(f"`{prefix.rstrip('.')}` must be a mapping of keys, got {show(raw)}")
         return cls()
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        name = f"{prefix}{key}"
+        name = f"{prefix}{clip(str(key))}"
         if key not in fields:
             alias = ALIASES.get(str(key))
-            close = [alias] if alias in fields else difflib.get_close_matches(str(key), list(fields), n=1)
+            close = [alias] if alias in fields else difflib.get_close_matches(clip(str(key)), list(fields), n=1)
             hint = f"; did you mean `{prefix}{close[0]}`?" if close else f" (known: {', '.join(fields)})"
             problems.append(f"unknown key `{name}`{hint}")
             continue
@@ -257,12 +381,12 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
             continue
         ok, coerced, expected = _coerce(value, typ)
         if not ok:
-            problems.append(f"`{name}` = {value!r} is not {expected}")
+            problems.append(f"`{name}` = {show(value)} is not {expected}")
             continue
         meta = fields[key].metadata
         bad = _out_of_range(coerced, meta.get("lo"), meta.get("hi"))
         if bad:
-            problems.append(f"`{name}` = {value!r} {bad}")
+            problems.append(f"`{name}` = {show(value)} {bad}")
             continue
         values[key] = coerced
     return cls(**values)
@@ -289,6 +413,8 @@ def _coerce(value: Any, typ: Any) -> tuple[bool, Any, str]:
         return value is None, None, "null"
     if origin is list:
         (item,) = typing.get_args(typ)
+        if isinstance(value, list) and len(value) > MAX_LIST_ITEMS:
+            return False, value, f"a list of at most {MAX_LIST_ITEMS:,} entries (it has {len(value):,})"
         if not isinstance(value, list) or not all(_coerce(v, item)[0] for v in value):
             return False, value, f"a list of {item.__name__}"
         return True, [_coerce(v, item)[1] for v in value], ""
@@ -303,6 +429,8 @@ def _coerce(value: Any, typ: Any) -> tuple[bool, Any, str]:
                 return True, float(value), ""
             except ValueError:
                 pass
+        if ok and isinstance(value, int) and abs(value) > 1e308:  # float() would raise OverflowError
+            return True, math.inf if value > 0 else -math.inf, ""
         return ok, float(value) if ok else value, "a number"
     if typ is str:
         return isinstance(value, str), value, "text"
@@ -327,19 +455,31 @@ def _cross_checks(cfg: Config) -> list[str]:
     if not cfg.name:
         problems.append("`name` is empty; set a run name, e.g. name: sentiment-lora")
     elif "/" in cfg.name or "\x00" in cfg.name or cfg.name in (".", ".."):
-        problems.append(f"`name` = {cfg.name!r} must be a plain directory name (no '/')")
+        problems.append(f"`name` = {show(cfg.name)} must be a plain directory name (no '/')")
     if "\x00" in cfg.output_dir:
-        problems.append(f"`output_dir` = {cfg.output_dir!r} contains a NUL character; set a plain path")
+        problems.append(f"`output_dir` = {show(cfg.output_dir)} contains a NUL character; set a plain path")
     if not cfg.data.train:
         problems.append("`data.train` is missing; set it to a training data file")
+    if cfg.task == "classification" and cfg.data.text == cfg.data.label:
+        problems.append(f"`data.text` and `data.label` both name the column {show(cfg.data.text)}: the model would "
+                        "read its answer; point data.text at the input text column")
+    if cfg.train.epochs == 0 and cfg.train.max_steps is None:  # the loop would still run one step
+        problems.append("`train.epochs` = 0 trains nothing; set train.epochs above 0 (e.g. 3) or set train.max_steps")
+    problems += _fraction_checks(cfg)
+    problems += _forgetting_checks(cfg)
+    return problems
+
+
+def _fraction_checks(cfg: Config) -> list[str]:
+    """Each split fraction in (0, 1); only then their sum (one problem reported once, not twice)."""
+    problems = []
     for split in ("validation", "test"):
         v = getattr(cfg.data, split)
         if isinstance(v, float) and not 0 < v < 1:
-            problems.append(f"`data.{split}` = {v} must be a fraction between 0 and 1, or a file")
+            problems.append(f"`data.{split}` = {v:g} must be a fraction between 0 and 1 (e.g. 0.1), or a file")
     fractions = [v for v in (cfg.data.validation, cfg.data.test) if isinstance(v, float)]
-    if sum(fractions) >= 0.9:
+    if not problems and sum(fractions) >= 0.9:
         problems.append("`data.validation` + `data.test` fractions leave under 10% for training; lower them")
-    problems += _forgetting_checks(cfg)
     return problems
 
 

@@ -7,6 +7,9 @@ numbers, so a user can check it against the curves) and concrete advice (config 
 Precedence: unstable > overfitting > underfitting > healthy — a diverging run says nothing reliable
 about fit, and a model that memorised its training data is not under-capacity even if validation is poor.
 Every signal found is kept under "signals", so a secondary problem is not hidden by the label.
+A training loss that ends far above what a uniform guess scores (ln(classes), or a language model's
+starting loss) is unstable, never underfitting: at lr 10 the loss sat at 943 and "raise train.lr" was
+the advice.
 Thresholds are deliberately coarse: the diagnosis should be right on clear cases and quiet on noise.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ SPIKE_REL = 1.0                             # ... and at least double the best l
 FLAT_RATIO = 0.90                           # final train loss ≥ 90% of the starting loss = flat
 CHANCE_RATIO = 0.80                         # final train loss ≥ 80% of the chance-level loss = high
 MAJORITY_MARGIN = 0.05                      # train accuracy within 5 points of the majority class
+FAR_RATIO, FAR_ABS = 2.0, 1.0               # end loss above 2x the reference + 1 nat: diverged, not unfit
 
 
 def diagnose(rows: list[dict[str, Any]], results: dict[str, Any], cfg: Any | None = None) -> dict[str, Any]:
@@ -66,6 +70,9 @@ def unstable_signals(train: list[dict[str, Any]], val: list[dict[str, Any]], res
     if len(losses) >= 3 and losses[-1]["loss"] > 1.2 * losses[0]["loss"] + 0.05:
         found.append(f"training loss diverged: {losses[0]['loss']:.4f} (step {losses[0]['step']}) → "
                      f"{losses[-1]['loss']:.4f} (step {losses[-1]['step']})")
+    far = _far_above_reference(train, results)
+    if far:
+        found.append(far)
     norms = [r["grad_norm"] for r in train if _finite(r.get("grad_norm", math.nan))]
     if len(norms) >= 5:
         median = sorted(norms)[len(norms) // 2]
@@ -105,6 +112,8 @@ def overfitting_signals(train: list[dict[str, Any]], val: list[dict[str, Any]], 
 
 
 def underfitting_signals(train: list[dict[str, Any]], final: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    if _far_above_reference(train, results):  # a diverged model predicts the majority too: not a capacity problem
+        return []
     found = []
     tr = final.get("train", {})
     end, start = _end_loss(train, tr), _start_loss(train, results)
@@ -120,6 +129,31 @@ def underfitting_signals(train: list[dict[str, Any]], final: dict[str, Any], res
         if end is not None and chance and end >= CHANCE_RATIO * chance and "confusion_matrix" in tr:
             found.append(f"training loss {end:.4f} is near the chance level ln({n_classes}) = {chance:.4f}")
     return found
+
+
+def _far_above_reference(train: list[dict[str, Any]], results: dict[str, Any]) -> str:
+    """Evidence that the loss ended far above what predicting nothing scores (a uniform guess over the
+    classes, or for a language model the loss it started from): the weights diverged. A too-low
+    learning rate leaves the loss near that level, never far above it."""
+    end = _end_loss(train, results.get("final", {}).get("train", {}))
+    ref = _reference_loss(train, results)
+    if end is None or ref is None or end <= FAR_RATIO * ref[0] + FAR_ABS:
+        return ""
+    return f"training loss {end:.4f} at the end is far above {ref[1]}: the weights diverged"
+
+
+def _reference_loss(train: list[dict[str, Any]], results: dict[str, Any]) -> tuple[float, str] | None:
+    tr = results.get("final", {}).get("train", {})
+    per_class = tr.get("per_class")
+    if "confusion_matrix" in tr and isinstance(per_class, dict) and len(per_class) > 1:
+        return math.log(len(per_class)), f"the chance level ln({len(per_class)}) = {math.log(len(per_class)):.4f}"
+    base = next((loss for split in ("validation", "test")
+                 if _finite(loss := results.get("base", {}).get(split, {}).get("loss"))), None)
+    if base is not None:
+        return base, f"the base model's loss {base:.4f}"
+    if train and _finite(train[0]["loss"]):
+        return train[0]["loss"], f"the first logged loss {train[0]['loss']:.4f} (step {train[0]['step']})"
+    return None
 
 
 def _end_loss(train: list[dict[str, Any]], tr: dict[str, Any]) -> float | None:

@@ -21,6 +21,13 @@ Three kinds of overlap, strongest first:
   (lm-evaluation-harness style; texts of 13+ words only). 13-grams that appear in many records of
   the earlier split (max(5, 1%)) are boilerplate (a shared system prompt, a licence line), not leaks.
 
+Templates: instruction data often wraps every input in the same words ("Is this review positive or
+negative? ... Review: {text}"). Such text says nothing about overlap, yet a 16-word template around
+3-word reviews makes any two records ~0.84 similar. So word runs (4+ words) that occur in at least
+half of a column's records (20 or more) are set aside before the near-duplicate and n-gram checks,
+which compare what varies; exact duplicates are still whole-text copies. The report's `templates`
+says what was set aside per column. Data without such runs is compared exactly as before.
+
 Split order is train, validation, test, then any other split by name; each record is compared with
 the records before it, so a pair's `a` is the earlier record (the train side of a leak).
 """
@@ -47,6 +54,10 @@ SPLIT_ORDER = ("train", "validation", "test")
 KINDS = ("exact", "near", "ngram")
 MAX_CANDIDATES = 64   # verified LSH candidates per record; templated data can make thousands
 MAX_NGRAM_MATCHES = 16  # earlier records named per record for 13-gram overlap
+TEMPLATE_RUN = 4          # a template is made of word runs this long or longer ...
+TEMPLATE_SHARE = 0.5      # ... found in at least this share of a column's records ...
+TEMPLATE_MIN_RECORDS = 20  # ... of at least this many (two records sharing a phrase are no template)
+TEMPLATE_SAMPLE = 500     # records the runs are counted on (enough to estimate a share); all are stripped
 
 _APOSTROPHES = re.compile(r"['’`´]")
 _NON_WORD = re.compile(r"[\W_]+")
@@ -207,10 +218,11 @@ class _NgramIndex:
 class _Doc:
     """One record in the comparison: where it is, its normalized text, and its sketch row."""
 
-    __slots__ = ("split", "index", "record", "norm", "row")
+    __slots__ = ("split", "index", "record", "norm", "vary", "row")
 
     def __init__(self, split: str, index: int, record: Record, norm: str):
         self.split, self.index, self.record, self.norm, self.row = split, index, record, norm, -1
+        self.vary = norm  # what the near-duplicate and n-gram checks compare: norm less any template
 
 
 def find_leakage(splits: Mapping[str, Sequence[Record]], columns: Sequence[str], threshold: float = 0.8,
@@ -223,11 +235,12 @@ def find_leakage(splits: Mapping[str, Sequence[Record]], columns: Sequence[str],
     docs = [_Doc(split, i, r, normalize(record_text(r, columns))) for split in order
             for i, r in enumerate(splits[split])]
     docs = [d for d in docs if d.norm]
+    templates = set_aside_templates(docs, columns)
     unique: dict[str, _Doc] = {}
     for d in docs:
         unique.setdefault(d.norm, d)
-    firsts = list(unique.values())
-    hash_lists = [[zlib.crc32(x.encode()) for x in shingles(d.norm.split(), shingle)] for d in firsts]
+    firsts = [d for d in unique.values() if d.vary]  # a record that is all template has nothing to compare
+    hash_lists = [[zlib.crc32(x.encode()) for x in shingles(d.vary.split(), shingle)] for d in firsts]
     for row, d in enumerate(firsts):
         d.row = row
     bands, rows = lsh_params(threshold, num_perm)
@@ -263,13 +276,13 @@ def find_leakage(splits: Mapping[str, Sequence[Record]], columns: Sequence[str],
                 pairs.append(_pair(kind, other, j, splits[other][j], d.split, d.index, d.record, sim))
     return _report(pairs, {"threshold": threshold, "ngram": ngram, "shingle": shingle, "num_perm": num_perm, "ngram_share": ngram_share,
                            "lsh_bands": bands, "lsh_rows": rows, "lsh_threshold": round((1 / bands) ** (1 / rows), 3),
-                           "candidates_capped": near.capped})
+                           "candidates_capped": near.capped}, templates)
 
 
 def _ngram_links(d: _Doc, order: list[str], grams_of: dict[str, _NgramIndex], splits: Mapping[str, Sequence],
                  links: dict[str, list], index_only: bool = False) -> None:
     """13-gram overlap with every earlier split (records not already linked), then index this one."""
-    words = d.norm.split()
+    words = d.vary.split()
     index = grams_of[d.split]
     if len(words) < index.n:
         return
@@ -281,6 +294,60 @@ def _ngram_links(d: _Doc, order: list[str], grams_of: dict[str, _NgramIndex], sp
         links.setdefault(other, []).extend(("ngram", j, sim) for j, sim in found if j not in linked)
     if pos < len(order) - 1:
         index.add(grams, d.index)
+
+
+def template_runs(word_lists: Sequence[Sequence[str]]) -> set[tuple[str, ...]]:
+    """The TEMPLATE_RUN-word runs found in at least TEMPLATE_SHARE of the (non-empty) texts."""
+    texts = [w for w in word_lists if w]
+    if len(texts) < TEMPLATE_MIN_RECORDS:
+        return set()
+    counts: Counter[tuple[str, ...]] = Counter()
+    for words in texts:
+        counts.update({tuple(words[i:i + TEMPLATE_RUN]) for i in range(len(words) - TEMPLATE_RUN + 1)})
+    need = TEMPLATE_SHARE * len(texts)
+    return {run for run, c in counts.items() if c >= need}
+
+
+def strip_runs(words: Sequence[str], runs: set[tuple[str, ...]]) -> list[str]:
+    """`words` less every word inside an occurrence of one of `runs` (overlapping runs join up, so a
+    16-word template goes as a whole)."""
+    starts = {run[0] for run in runs}
+    covered = [False] * len(words)
+    for i in range(len(words) - TEMPLATE_RUN + 1):
+        if words[i] in starts and tuple(words[i:i + TEMPLATE_RUN]) in runs:
+            covered[i:i + TEMPLATE_RUN] = [True] * TEMPLATE_RUN
+    return [w for w, c in zip(words, covered) if not c]
+
+
+def set_aside_templates(docs: Sequence[_Doc], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Find each column's template on a sample of the records, set it aside in every record's `vary`,
+    and say per column how many words were set aside in how many records."""
+    distinct = list({d.norm: d for d in docs}.values())  # many copies of one record make no template
+    sample = distinct[::max(1, len(distinct) // TEMPLATE_SAMPLE)]
+    runs = {c: template_runs([normalize(record_text(d.record, [c])).split() for d in sample]) for c in columns}
+    runs = {c: r for c, r in runs.items() if r}
+    if not runs:
+        return []
+    stats: dict[str, Counter[int]] = {c: Counter() for c in runs}  # words set aside -> records
+    present: Counter[str] = Counter()  # records with text in the column
+    for d in docs:
+        parts = []
+        for c in columns:
+            words = normalize(record_text(d.record, [c])).split()
+            if c in runs and words:
+                kept = strip_runs(words, runs[c])
+                present[c] += 1
+                stats[c][len(words) - len(kept)] += 1
+                words = kept
+            parts += words
+        d.vary = " ".join(parts)
+    out = []
+    for c, counts in stats.items():
+        with_template = present[c] - counts.pop(0, 0)
+        if with_template:
+            out.append({"column": c, "words": counts.most_common(1)[0][0], "records": with_template,
+                        "share": round(with_template / present[c], 4)})
+    return out
 
 
 class _Near:
@@ -303,6 +370,8 @@ class _Near:
         them all), the first one in the record's own split (one is enough to call it a duplicate).
         A MinHash estimate first skips hopeless candidates: with 128 permutations its error is
         ~0.04, so a margin of 0.15 loses nothing."""
+        if d.row < 0:  # nothing but template
+            return []
         candidates, capped = self.bands.query_insert(d.row)
         self.capped += capped
         if not candidates:
@@ -343,13 +412,14 @@ def _pair(kind: str, split_a: str, ia: int, ra: Record, split_b: str, ib: int, r
     return {"kind": kind, "a": _side(split_a, ia, ra), "b": _side(split_b, ib, rb), "similarity": round(sim, 4)}
 
 
-def _report(pairs: list[dict[str, Any]], params: dict[str, Any]) -> LeakageReport:
+def _report(pairs: list[dict[str, Any]], params: dict[str, Any], templates: list[dict[str, Any]]
+            ) -> LeakageReport:
     cross = [p for p in pairs if p["a"]["split"] != p["b"]["split"]]
     between = Counter(f"{p['b']['split']}~{p['a']['split']}" for p in cross)
     leaking = {f"{p['b']['split']}:{p['b']['index']}" for p in cross}
     return {"total": len(pairs), "by_kind": {k: sum(p["kind"] == k for p in pairs) for k in KINDS},
             "within_split": len(pairs) - len(cross), "cross_split": len(cross), "between": dict(between),
-            "leaking_records": len(leaking), "pairs": pairs, "params": params}
+            "leaking_records": len(leaking), "templates": templates, "pairs": pairs, "params": params}
 
 
 def cross_pairs(report: LeakageReport) -> list[dict[str, Any]]:
