@@ -174,6 +174,8 @@ def csv_rows(rows: list[dict[str, Any]]) -> str:
 
 def singleton_rows(n: int) -> list[dict[str, Any]]:
     return [{"text": f"please route ticket {i}", "label": f"intent-{i:03d}"} for i in range(n)]
+
+
 def good_config_plus(text: str) -> Callable[[Path, Path], list[str]]:
     """A valid config file with `text` appended."""
 
