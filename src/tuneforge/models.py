@@ -75,6 +75,10 @@ def quiet_transformers() -> None:
 
     import transformers
 
+    from .quiet import silence_known_warnings
+
+    silence_known_warnings()  # for library users; the CLI installs the filters first thing
+
     # peft imports bitsandbytes, whose CPU backend warns at import that the optional hub kernel package
     # (`kernels`) is missing; it could never be fetched offline, and the built-in CPU kernel is used.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
