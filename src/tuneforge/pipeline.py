@@ -55,6 +55,7 @@ def prepare(cfg: Config, log: RunLog | None = None, splits: dict[str, list[Recor
         for line in summary_lines(audit):
             log.note(line)
     tokenizer = models.load_tokenizer(source)
+    models.check_vocabulary(tokenizer, source, splits["train"], text_columns(cfg))
     task = build_task(cfg, tokenizer, splits["train"])
     encoded = {name: task.encode(records, name) for name, records in splits.items()}
     if log is not None:  # e.g. instruction truncation summaries (which examples were cut, and how)
