@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import broken_models as bm
 import pytest
 from helpers_tiny import make_tiny_bert, sentiment_rows, tiny_train_config, write_config, write_jsonl
 
@@ -331,6 +332,22 @@ CASES: dict[str, Case] = {
                              ["`method.targets`", "at most 4,096 entries (it has 5,000)"]),
     "override-billion-laughs": Case(with_config(lambda c, t: None, "method.targets=" + FLOW_LAUGHS),
                                     ["override `method.targets`", "values once aliases are expanded"]),
+    # ---- broken model files (issue 13)
+    "model-safetensors-truncated": Case(with_config(bm.broken_model(bm.truncated_safetensors)),
+                                        ["model.safetensors", "not a readable safetensors file", "truncated"]),
+    "model-safetensors-garbage-beside-bin": Case(with_config(bm.broken_model(bm.garbage_safetensors_beside_bin)),
+                                                 ["model.safetensors", "not a readable safetensors file",
+                                                  "pytorch_model.bin"]),
+    "model-gguf-garbage": Case(with_config(bm.broken_model(bm.garbage_gguf)),
+                               ["model.gguf", "cannot be loaded as a GGUF model", "GGUF magic"]),
+    "model-gguf-header-junk": Case(with_config(bm.broken_model(bm.gguf_header_then_junk)),
+                                   ["model.gguf", "cannot be loaded as a GGUF model", "copied or downloaded again"]),
+    "model-pickle-refused": Case(with_config(bm.broken_model(bm.pickle_that_runs_code, allow_pickle=True)),
+                                 ["pytorch_model.bin", "safe loader (weights_only=True) refused", "safetensors"]),
+    "model-tokenizer-not-json": Case(with_config(bm.broken_model(bm.tokenizer_not_json)),
+                                     ["tokenizer.json is not valid JSON", "copy or save the model"]),
+    "model-without-vocabulary": Case(with_config(bm.broken_model(bm.without_vocabulary)),
+                                     ["broken-model", "[UNK]", "no vocabulary file", "tokenizer.save_pretrained"]),
 }
 
 
@@ -494,14 +511,16 @@ def test_disk_full_at_save(where: str, tmp_path: Path, model_dir: Path, monkeypa
         assert "disk full while writing checkpoint step-4" in line and "step-2" in line and "--resume" in line
         assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-2"]
     else:
-        assert "No space left on device" in line and "--resume" in line
+        assert "disk full while writing" in line and "model" in line and "--resume" in line
     assert not (run / "model").exists() and not (run / "eval.json").exists()
     assert not [p for p in run.rglob("*") if p.name.startswith((".tmp", ".model"))]  # no half-written leftovers
 
 
 # ---------------------------------------------------------------- the same contract through real processes
 
-SUBPROCESS_SAMPLE = ["yaml-malformed", "json-malformed"]  # a config-level and a data-level mistake
+# a config-level, a data-level and a model-file mistake; the last one imports torch and transformers and
+# makes torch's unpickler warn, so it shows that no third-party warning reaches the user
+SUBPROCESS_SAMPLE = ["yaml-malformed", "json-malformed", "model-pickle-refused"]
 
 
 def test_real_cli_subprocesses(tmp_path: Path, model_dir: Path) -> None:
@@ -510,10 +529,12 @@ def test_real_cli_subprocesses(tmp_path: Path, model_dir: Path) -> None:
         tmp = tmp_path / name
         tmp.mkdir()
         argv = CASES[name].build(tmp, model_dir)
+        warnings_on = {**os.environ, "PYTHONWARNINGS": "default"}  # DeprecationWarning included
         procs[name] = subprocess.Popen([sys.executable, "-m", "tuneforge.cli", *argv], stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                                       stderr=subprocess.PIPE, text=True, env=warnings_on)
     for name, proc in procs.items():
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 2, (name, err[-3000:])
         line = error_line(err)
         assert all(fragment in line for fragment in CASES[name].expect), (name, line)
+    assert not list(tmp_path.rglob("PWNED"))  # the refused pickle never ran its code

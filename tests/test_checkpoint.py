@@ -3,6 +3,7 @@ restore-best across a resume, NaN/inf stops, out-of-memory recovery, full disk, 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import random
@@ -208,6 +209,7 @@ def test_layout_retention_and_best_kept(tmp_path: Path) -> None:
     assert not [p for p in latest.iterdir() if p.suffix in (".pt", ".bin", ".pkl")]  # no pickle anywhere
     meta = json.loads((latest / "state.json").read_text())
     assert meta["step"] == res.state.step and set(meta["files"]) == names - {"state.json"}
+    assert meta["sha256"] == {n: hashlib.sha256((latest / n).read_bytes()).hexdigest() for n in meta["files"]}
     assert not list((tmp_path / "r" / "checkpoints").glob(".tmp-*"))
 
 
@@ -231,12 +233,54 @@ def test_incomplete_checkpoint_is_never_picked(tmp_path: Path) -> None:
     (headless / "trainable.safetensors").write_bytes(data)
     (root / ".tmp-step-99-abc").mkdir()
     assert cp.latest() == good
+    notes: list[str] = []
+    cp.note = notes.append
     model = toy_model()
     params = [(n, p) for n, p in model.named_parameters()]
     opt = make_optimizer(params, cfg)
     resumed = cp.restore(model, opt, make_scheduler(opt, make_plan(10, cfg), cfg))
     assert resumed is not None and resumed.path == good
     assert not (root / ".tmp-step-99-abc").exists()
+    # each skipped one is named, with why (it used to be skipped silently), and set aside
+    damaged = [n for n in notes if "is damaged" in n]
+    assert len(damaged) == 2
+    assert str(headless) in damaged[0] and "state.json is missing" in damaged[0]
+    assert str(torn) in damaged[1] and "trainable.safetensors has" in damaged[1] and "truncated" in damaged[1]
+    assert f"falling back to {good.name}" in damaged[1]
+    assert (root / f"{torn.name}.corrupt").is_dir() and not torn.exists() and not headless.exists()
+
+
+def _flip_last_byte(path: Path) -> None:
+    """Same size, different content: what bit rot or a bad copy does, and no size check can see."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # the high byte of the last float: a large change to one weight
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flipped-byte", "truncated"])
+def test_damaged_checkpoint_falls_back_with_a_note(tmp_path: Path, damage: str) -> None:
+    cfg = cfg_for(keep_checkpoints=2)  # 10 steps an epoch, a checkpoint every 3 steps and at each epoch end
+    ref_model, ref, _ = run(tmp_path / "ref", cfg, ToyTask())
+    with pytest.raises(Crash):
+        run(tmp_path / "cut", cfg, ToyTask(crash_at=17))
+    root = tmp_path / "cut" / "checkpoints"
+    (_, older), (_, newest) = Checkpointer(root, cfg, Method()).complete()[-2:]
+    weights_file = newest / "trainable.safetensors"
+    size = weights_file.stat().st_size
+    if damage == "flipped-byte":
+        _flip_last_byte(weights_file)
+        assert weights_file.stat().st_size == size and ckpt.is_complete(newest)  # sizes cannot tell
+    else:
+        weights_file.write_bytes(weights_file.read_bytes()[: size // 2])
+    model, res, notes = run(tmp_path / "cut", cfg, ToyTask(), resume=True)
+    note = next(n for n in notes if "is damaged" in n)
+    assert str(newest) in note and "trainable.safetensors" in note and f"falling back to {older.name}" in note
+    assert ("sha256" if damage == "flipped-byte" else "truncated") in note
+    assert any(f"resumed from {older}" in n for n in notes)
+    # the fallback checkpoint is good, so the run ends exactly where an uninterrupted one does
+    assert_same(weights(ref_model), weights(model))
+    assert train_losses(tmp_path / "ref") == train_losses(tmp_path / "cut")
+    assert res.state.history == ref.state.history
 
 
 def test_best_weights_hard_linked_between_checkpoints(tmp_path: Path) -> None:
@@ -372,18 +416,24 @@ def test_other_runtime_errors_are_not_mistaken_for_oom(tmp_path: Path) -> None:
         fit(OomOnce(toy_model(), 0, "shape mismatch"), ToyTask(), TRAIN, [], cfg, log, torch.device("cpu"), None)
 
 
-def test_disk_full_while_saving_keeps_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("error", ["OSError", "SafetensorError"])
+def test_disk_full_while_saving_keeps_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      error: str) -> None:
     import safetensors.torch as st
+    from safetensors import SafetensorError
 
     real = st.save_file
     calls = {"n": 0}
+    # what safetensors 0.8 really raises on a full disk (seen on a tmpfs: tests/test_disk_full.py)
+    full = OSError(errno.ENOSPC, "No space left on device") if error == "OSError" else \
+        SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
     def flaky(tensors: Any, filename: str, metadata: Any = None) -> None:
         calls["n"] += 1
         if calls["n"] > 4:  # the first two checkpoints (2 files each) succeed
             with open(filename, "wb") as f:
                 f.write(b"half")
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise full
         real(tensors, filename, metadata=metadata)
 
     monkeypatch.setattr(st, "save_file", flaky)
@@ -395,6 +445,20 @@ def test_disk_full_while_saving_keeps_last_checkpoint(tmp_path: Path, monkeypatc
     root = tmp_path / "r" / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["step-2", "step-4"]  # nothing half-written
     assert all(ckpt.is_complete(p) for p in root.iterdir())
+
+
+def test_other_safetensors_errors_are_not_mistaken_for_a_full_disk(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors.torch as st
+    from safetensors import SafetensorError
+
+    def broken(tensors: Any, filename: str, metadata: Any = None) -> None:
+        raise SafetensorError("Some tensors share memory")  # a bug in what we save, not the disk
+
+    monkeypatch.setattr(st, "save_file", broken)
+    with pytest.raises(SafetensorError, match="share memory"):
+        run(tmp_path / "r", cfg_for(eval_every=None, checkpoint_every=2), ToyTask())
+    assert not list((tmp_path / "r" / "checkpoints").iterdir())  # its temporary directory is gone too
 
 
 # ---------------------------------------------------------------- safe loading

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError, TuneforgeError
+from .quiet import silence_known_warnings
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    silence_known_warnings()  # before any third-party import, so a user's error stays one line
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops collecting `overrides` at the first flag; `train c.yaml --resume train.lr=1` is natural too

@@ -55,6 +55,7 @@ def prepare(cfg: Config, log: RunLog | None = None, splits: dict[str, list[Recor
         for line in summary_lines(audit):
             log.note(line)
     tokenizer = models.load_tokenizer(source)
+    models.check_vocabulary(tokenizer, source, splits["train"], text_columns(cfg))
     task = build_task(cfg, tokenizer, splits["train"])
     encoded = {name: task.encode(records, name) for name, records in splits.items()}
     if log is not None:  # e.g. instruction truncation summaries (which examples were cut, and how)
@@ -342,18 +343,26 @@ def save_model(model: torch.nn.Module, method: Any, prep: Prepared, run_dir: Pat
     import shutil
     import tempfile
 
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
+    from .checkpoint import Checkpointer, write_failure
+
+    tmp: Path | None = None
     try:
+        tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
         method.save(model, tmp)
         prep.tokenizer.save_pretrained(str(tmp))
         meta = {"task": prep.cfg.task, "model": prep.cfg.model, "method": method.name,
                 **prep.task.metadata()}
         (tmp / "tuneforge.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    except OSError as e:  # e.g. disk full: leave no half-written model behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        last = sorted((run_dir / "checkpoints").glob("step-*"))
-        raise TuneforgeError(f"cannot write {run_dir / 'model'} ({e.strerror or e}); free space and rerun with "
-                             "--resume" + (" (the last checkpoint is kept)" if last else "")) from None
+    except BaseException as e:  # e.g. disk full (safetensors wraps it in its own error), ^C: no half-written model
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        why = write_failure(e)
+        if why is None:
+            raise
+        last = Checkpointer(run_dir / "checkpoints", prep.cfg.train, method).latest()
+        then = f"the last checkpoint {last} is kept: free space and rerun with --resume to finish from it" if last \
+            else "free space and rerun with --resume (no checkpoint was written, so training starts over)"
+        raise TuneforgeError(f"{why} while writing {run_dir / 'model'}; {then}") from None
     final = run_dir / "model"
     if final.exists():  # swap by renames: a crash leaves the old model or the new one, never neither
         old = tmp.with_name(".model.old")
