@@ -279,3 +279,15 @@ def test_replay_and_fisher_never_use_the_probed_texts() -> None:
     assert held == ref.texts[64:] and not set(held) & set(ref.texts[:64])
     with pytest.raises(TuneforgeError, match="lower it"):
         ref.training_texts(len(ref.texts))
+
+
+def test_a_user_reference_file_is_redacted_like_the_training_data(tmp_path: Path) -> None:
+    """Its prompts reach eval.json (the base model's sample answers) and replay trains on its texts."""
+    path = tmp_path / "ref.jsonl"
+    path.write_text(json.dumps({"prompt": "Write to jane.doe@example.com about the refund."}) + "\n"
+                    + json.dumps({"text": "Call +44 20 7946 0958 for the kettle manual."}) + "\n", encoding="utf-8")
+    kept = load_reference(str(path), pii="warn")
+    assert "jane.doe@example.com" in kept.prompts[0]
+    ref = load_reference(str(path), pii="redact")
+    assert "jane.doe@example.com" not in ref.prompts[0] and "<EMAIL" in ref.prompts[0]
+    assert "7946" not in ref.texts[0]

@@ -63,7 +63,8 @@ class DataConfig:
     packing: Union[bool, Literal["auto"]] = _f(
         "auto", doc="instruction: true packs examples into shared rows (no padding), false pads length-bucketed "
                     "batches; auto packs only where the attention kernel takes packed rows at no cost (flash)")
-    limit: Union[int, None] = _f(None, lo=1, doc="use only the first N training records")
+    limit: Union[int, None] = _f(None, lo=1, doc="read only the first N records of `data.train`; "
+                                 "validation/test fractions are split off them")
 
 
 @dataclass

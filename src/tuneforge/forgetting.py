@@ -54,8 +54,14 @@ class Reference:
         return rest
 
 
-def load_reference(spec: str | None) -> Reference | None:
-    """`builtin` (shipped inside the package), a JSONL file (rows with "text" and/or "prompt"), or None."""
+REFERENCE_COLUMNS = ("text", "prompt", "instruction")
+
+
+def load_reference(spec: str | None, pii: str = "off") -> Reference | None:
+    """`builtin` (shipped inside the package), a JSONL file (rows with "text" and/or "prompt"), or None.
+
+    A user's file goes through the same PII scan as the training data (`pii` is privacy.pii): its prompts
+    reach eval.json (the base model's sample answers) and its texts are trained on by replay/EWC."""
     if not spec:
         return None
     if spec == "builtin":
@@ -63,11 +69,15 @@ def load_reference(spec: str | None) -> Reference | None:
         rows = _jsonl(root.joinpath("general.jsonl").read_text(encoding="utf-8"), "builtin general.jsonl") \
             + _jsonl(root.joinpath("prompts.jsonl").read_text(encoding="utf-8"), "builtin prompts.jsonl")
     else:
+        from . import privacy
+        from .data import read_records
+
         path = Path(spec)
         if not path.is_file():
             raise TuneforgeError(f"`forgetting.reference` = {spec!r}: file not found (use builtin, a JSONL "
                                  "file with \"text\"/\"prompt\" fields, or null to switch the probe off)")
-        rows = _jsonl(path.read_text(encoding="utf-8"), str(path))
+        records, _ = privacy.scan_records(read_records(path), REFERENCE_COLUMNS, pii)
+        rows = [r.fields for r in records]
     texts = [r["text"] for r in rows if isinstance(r.get("text"), str) and r["text"].strip()]
     prompts = [r.get("prompt") or r.get("instruction") for r in rows if r.get("prompt") or r.get("instruction")]
     if not texts and not prompts:
@@ -382,7 +392,7 @@ class ForgettingGuard:
               log: Any | None = None) -> "ForgettingGuard":
         cfg, fc = prep.cfg, prep.cfg.forgetting
         previous = previous_tasks(cfg) if cfg.init_from else []
-        ref = load_reference(fc.reference) if (fc.reference and not previous) else None
+        ref = load_reference(fc.reference, cfg.privacy.pii) if (fc.reference and not previous) else None
         probe = make_probe(cfg, prep.tokenizer, ref, previous, device, dtype)
         before = probe.measure(model, first=True) if probe else {}
         train, task = list(prep.encoded["train"]), prep.task
