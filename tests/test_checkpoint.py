@@ -15,12 +15,12 @@ import pytest
 import torch
 from torch import nn
 
-from tuneforge import checkpoint as ckpt
-from tuneforge.checkpoint import Checkpointer, decode, encode, truncate_metrics
+from tuneforge.training import checkpoint as ckpt
+from tuneforge.training.checkpoint import Checkpointer, decode, encode, truncate_metrics
 from tuneforge.config import EarlyStoppingConfig, TrainConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.loop import fit, make_optimizer, make_plan, make_scheduler
-from tuneforge.runlog import RunLog, read_metrics
+from tuneforge.training.loop import fit, make_optimizer, make_plan, make_scheduler
+from tuneforge.training.runlog import RunLog, read_metrics
 
 
 class Crash(Exception):
@@ -311,7 +311,7 @@ def test_state_encoding_round_trips_exactly() -> None:
     model(torch.randn(2, 4)).sum().backward()
     opt.step()
     sched.step()
-    from tuneforge.device import rng_state
+    from tuneforge.training.device import rng_state
 
     tree = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state(),
             "misc": {1: (2.5, None, float("inf")), "np": np.int64(3)}}
@@ -466,7 +466,7 @@ def test_other_safetensors_errors_are_not_mistaken_for_a_full_disk(tmp_path: Pat
 def test_pickle_weights_refused_unless_allowed(tmp_path: Path) -> None:
     from helpers_tiny import make_tiny_bert
 
-    from tuneforge import models
+    from tuneforge.models import loading as models
 
     d = make_tiny_bert(tmp_path / "pickled", safe=False)
     assert (d / "pytorch_model.bin").exists()
@@ -488,10 +488,10 @@ def test_lora_checkpoint_holds_only_trainable_parameters(tmp_path: Path) -> None
     from helpers_tiny import make_tiny_bert
     from safetensors.torch import load_file
 
-    from tuneforge import models
+    from tuneforge.models import loading as models
     from tuneforge.config import MethodConfig
-    from tuneforge.loop import LoopState
-    from tuneforge.methods import get_method
+    from tuneforge.training.loop import LoopState
+    from tuneforge.methods.base import get_method
 
     src = models.resolve(str(make_tiny_bert(tmp_path / "bert")))
     method, cfg = get_method("lora"), cfg_for()

@@ -6,12 +6,13 @@ import random
 import re
 import zlib
 
+import pii_corpus
 import pytest
 
-from tuneforge import audit, leakage, pii_corpus, privacy
-from tuneforge.data import Record
+from tuneforge.vetting import audit, leakage, privacy
+from tuneforge.data.records import Record
 from tuneforge.errors import TuneforgeError
-from tuneforge.leakage import apply_policy, check_groups, find_leakage, normalize
+from tuneforge.vetting.leakage import apply_policy, check_groups, find_leakage, normalize
 
 
 @pytest.fixture(autouse=True)

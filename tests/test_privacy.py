@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 
+import pii_corpus
 import pytest
 
-from tuneforge import pii_corpus, privacy
-from tuneforge.data import Record
+from tuneforge.vetting import privacy
+from tuneforge.data.records import Record
 from tuneforge.errors import TuneforgeError
-from tuneforge.privacy import Finding, Placeholders, detect, redact, scan_records
+from tuneforge.vetting.privacy import Finding, Placeholders, detect, redact, scan_records
 
 REGEX_TYPES = ["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "UK_NINO", "IP_ADDRESS", "URL_CREDENTIALS",
                "SECRET", "DATE_OF_BIRTH", "POSTAL_ADDRESS"]

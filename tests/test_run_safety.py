@@ -141,7 +141,7 @@ def _metric(cfg: dict[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _model_fails_to_load(cfg: dict[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuneforge import models
+    from tuneforge.models import loading as models
     from tuneforge.errors import TuneforgeError
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -151,7 +151,7 @@ def _model_fails_to_load(cfg: dict[str, Any], tmp: Path, monkeypatch: pytest.Mon
 
 
 def _nothing_trains(cfg: dict[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuneforge.methods import LoraMethod
+    from tuneforge.methods.base import LoraMethod
 
     apply = LoraMethod.apply
     monkeypatch.setattr(LoraMethod, "apply", lambda self, *a: apply(self, *a).requires_grad_(False))
@@ -204,11 +204,11 @@ def test_declared_validation_metrics_are_what_evaluate_computes(base: dict[str, 
 
     import torch
 
-    from tuneforge import models
-    from tuneforge.classification import ClassificationTask
+    from tuneforge.models import loading as models
+    from tuneforge.tasks.classification import ClassificationTask
     from tuneforge.config import load_config
-    from tuneforge.data import Record
-    from tuneforge.instruction import InstructionTask
+    from tuneforge.data.records import Record
+    from tuneforge.tasks.instruction.task import InstructionTask
 
     counts = {"n", "tokens"}
     tok = models.load_tokenizer(models.ModelSource("tiny", base["model"]))

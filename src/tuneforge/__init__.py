@@ -17,19 +17,19 @@ def train(config: "str | Path | Any", overrides: list[str] | None = None, overwr
           quiet: bool = False) -> Any:
     """Train from a YAML path or a Config; returns TrainOutcome(run_dir, eval)."""
     from .config import Config, load_config
-    from .pipeline import train as _train
+    from .recipes.train import train as _train
 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     return _train(cfg, overwrite=overwrite, quiet=quiet)
 
 
 def evaluate(run: str | Path, data: str) -> dict[str, Any]:
-    from .pipeline import evaluate_run
+    from .recipes.train import evaluate_run
 
     return evaluate_run(Path(run), data)
 
 
 def predict(run: str | Path, texts: list[str]) -> list[dict[str, Any]]:
-    from .pipeline import predict_run
+    from .recipes.train import predict_run
 
     return predict_run(Path(run), texts=texts)

@@ -14,14 +14,14 @@ from .quiet import silence_known_warnings
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .pipeline import train
+    from .recipes.train import train
 
     overrides = list(args.overrides)
     if args.resume:
         overrides.append("resume=true")
     cfg = load_config(args.config, overrides)
     if args.cv:
-        from .crossval import cross_validate
+        from .recipes.crossval import cross_validate
 
         summary = cross_validate(cfg, args.cv, overwrite=args.overwrite)
         print(json.dumps(summary["summary"], indent=2))
@@ -57,7 +57,7 @@ def stopped_line(cfg: Any, args: argparse.Namespace, before: tuple[int, int] | N
     """One line for an interrupted `train`: what was saved, and the exact command that continues."""
     import shlex
 
-    from .checkpoint import Checkpointer
+    from .training.checkpoint import Checkpointer
 
     why = f"interrupted ({'SIGTERM' if isinstance(stop, Terminated) else 'Ctrl-C'})"
     run_dir, now = cfg.run_dir, _dir_id(cfg.run_dir)
@@ -96,7 +96,7 @@ def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .pipeline import evaluate_run
+    from .recipes.train import evaluate_run
 
     metrics = evaluate_run(Path(args.run), args.data)
     if args.json:
@@ -109,7 +109,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .pipeline import predict_run, run_task
+    from .recipes.train import predict_run, run_task
 
     if not args.text and not args.data and not args.prompt:
         raise TuneforgeError("give --text \"...\", --prompt \"...\" or --data FILE")
@@ -127,31 +127,31 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from .scan import scan_command
+    from .recipes.scan import scan_command
 
     return scan_command(args.data, args.config, args.out, args.text)
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from .chat import chat_command
+    from .recipes.chat import chat_command
 
     return chat_command(Path(args.run), max_new_tokens=args.max_new_tokens)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_command
+    from .recipes.compare import compare_command
 
     return compare_command(args.config, args.methods, args.sizes, args.overrides, overwrite=args.overwrite)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_command
+    from .recipes.export import export_command
 
     return export_command(Path(args.run), Path(args.out) if args.out else None, merge=args.merge)
 
 
 def _cmd_sequence(args: argparse.Namespace) -> int:
-    from .sequence import sequence_command
+    from .recipes.sequence import sequence_command
 
     return sequence_command(args.config, args.overrides, overwrite=args.overwrite, variants=args.variants,
                             quiet=args.quiet)
