@@ -131,11 +131,13 @@ def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: i
     so the residual stream runs in bf16), graphs (CUDA graphs per compiled block), body (one compiled body).
     """
     from tuneforge.config import EarlyStoppingConfig, MethodConfig, TrainConfig
+    from tuneforge.methods import get_method
+    from tuneforge.models.anatomy import body_and_head
+    from tuneforge.tasks.instruction.formatting import FALLBACK_TEMPLATE, Formatting
+    from tuneforge.tasks.instruction.lm import IGNORE
+    from tuneforge.tasks.instruction.task import Example, InstructionTask
     from tuneforge.training.device import autocast_dtype
-    from tuneforge.tasks.instruction.task import (FALLBACK_TEMPLATE, IGNORE, Example, Formatting, InstructionTask,
-                                       body_and_head)
     from tuneforge.training.loop import fit
-    from tuneforge.methods.base import get_method
     from tuneforge.training.speed import lean_frozen_weights, optimize_for_training
 
     model = build_model(shape, device)

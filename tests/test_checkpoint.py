@@ -16,11 +16,13 @@ import torch
 from torch import nn
 
 from tuneforge.training import checkpoint as ckpt
-from tuneforge.training.checkpoint import Checkpointer, decode, encode, truncate_metrics
+from tuneforge.training.checkpoint import Checkpointer, truncate_metrics
+from tuneforge.training.treecodec import decode, encode
 from tuneforge.config import EarlyStoppingConfig, TrainConfig
 from tuneforge.errors import TuneforgeError
 from tuneforge.training.loop import fit, make_optimizer, make_plan, make_scheduler
-from tuneforge.training.runlog import RunLog, read_metrics
+from tuneforge.runs.reading import read_metrics
+from tuneforge.training.runlog import RunLog
 
 
 class Crash(Exception):
@@ -364,6 +366,20 @@ def test_nan_policy_skip_skips_up_to_max(tmp_path: Path) -> None:
         run(tmp_path / "b", cfg, ToyTask(nan_at={3, 5, 8}), checkpoints=False)
 
 
+def test_skipped_last_batch_of_an_epoch_still_validates_and_checkpoints(tmp_path: Path) -> None:
+    """A skipped batch advances the epoch like any other: when it is the epoch's last one, that epoch's
+    validation and checkpoint still happen (the skip once jumped past both)."""
+    cfg = cfg_for(eval_every=None, checkpoint_every=100, keep_checkpoints=10, nan_policy="skip")
+    _, res, notes = run(tmp_path / "r", cfg, ToyTask(nan_at={10}, jitter=False))  # 10 batches an epoch
+    assert res.state.skipped == 1 and any("step 10: loss became nan; batch skipped" in n for n in notes)
+    ends = [(h["step"], h["epoch"]) for h in res.state.history]
+    assert ends[:3] == [(9, 1.0), (19, 2.0), (29, 3.0)]  # every epoch end validated, the first after 9 steps
+    assert res.state.history[0]["train_loss"] is None  # the skipped step had no usable loss
+    assert (tmp_path / "r" / "checkpoints" / "step-9" / "state.json").exists()
+    resumed = json.loads((tmp_path / "r" / "checkpoints" / "step-9" / "state.json").read_text())
+    assert (resumed["epoch"], resumed["micro"]) == (0, 10)  # the position after the skipped batch
+
+
 class OomOnce(nn.Module):
     """Wraps a model; its forward raises the CPU allocator's error once, for a batch larger than `limit`."""
 
@@ -491,7 +507,7 @@ def test_lora_checkpoint_holds_only_trainable_parameters(tmp_path: Path) -> None
     from tuneforge.models import loading as models
     from tuneforge.config import MethodConfig
     from tuneforge.training.loop import LoopState
-    from tuneforge.methods.base import get_method
+    from tuneforge.methods import get_method
 
     src = models.resolve(str(make_tiny_bert(tmp_path / "bert")))
     method, cfg = get_method("lora"), cfg_for()

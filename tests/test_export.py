@@ -10,8 +10,9 @@ import torch
 from helpers_tiny import make_tiny_llama, sentiment_rows, tiny_train_config, write_jsonl
 from tuneforge.cli import main
 from tuneforge.config import MethodConfig, load_config
-from tuneforge.methods.base import get_method
-from tuneforge.recipes.train import load_run, train
+from tuneforge.methods import get_method
+from tuneforge.recipes.inference import load_run
+from tuneforge.recipes.train import train
 
 TEXTS = ["great love it", "awful broken refund", "it arrived, okay"]
 

@@ -343,7 +343,7 @@ def test_template_round_trip_prompt_equals_training_prefix(smol_tok, plain_tok, 
         # Inference: the tokenizer from the run directory, a config whose data keys changed since.
         tok2 = models.load_tokenizer(models.ModelSource("run", out))
         cfg = load_config(None, base={"name": "t", "task": "instruction", "data": {"train": "x", "system": "Other."}})
-        again = InstructionTask.from_config(cfg, tok2, saved=meta)
+        again = InstructionTask.from_saved(cfg, tok2, meta)
         infer = again.encode_unlabelled([rec(instruction="Wi-Fi band?"), rec(2, messages=msgs[:3])])
         for t, i in zip(train, infer):
             first = next(k for k, lab in enumerate(t.labels) if lab != IGNORE)

@@ -9,7 +9,7 @@ import zlib
 import pii_corpus
 import pytest
 
-from tuneforge.vetting import audit, leakage, privacy
+from tuneforge.vetting import audit, detectors, leakage
 from tuneforge.data.records import Record
 from tuneforge.errors import TuneforgeError
 from tuneforge.vetting.leakage import apply_policy, check_groups, find_leakage, normalize
@@ -17,9 +17,9 @@ from tuneforge.vetting.leakage import apply_policy, check_groups, find_leakage, 
 
 @pytest.fixture(autouse=True)
 def no_ner():
-    privacy.set_person_backend(None)
+    detectors.set_person_backend(None)
     yield
-    privacy.set_person_backend(None)
+    detectors.set_person_backend(None)
 
 
 def _texts(seed: int, n: int, lo: int = 30, hi: int = 80) -> list[str]:

@@ -7,7 +7,8 @@ from tuneforge.models import loading as models
 from tuneforge.tasks.classification import ClassificationTask
 from tuneforge.config import MethodConfig
 from tuneforge.data.records import Record
-from tuneforge.methods.base import count_parameters, get_method, parameter_snapshot
+from tuneforge.methods import get_method
+from tuneforge.methods.base import count_parameters, parameter_snapshot
 
 LABELS = ["neg", "neu", "pos"]
 

@@ -15,7 +15,8 @@ from helpers_tiny import make_tiny_llama
 from tuneforge.models import loading as models
 from tuneforge.config import MethodConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.methods.base import count_parameters, get_method, parameter_snapshot
+from tuneforge.methods import get_method
+from tuneforge.methods.base import count_parameters, parameter_snapshot
 
 LABELS = ["neg", "neu", "pos"]
 TEXTS = ["great kettle, love it", "awful lid and broken", "it is a kettle", "love it"]

@@ -10,7 +10,7 @@ from helpers_tiny import make_tiny_bert
 
 from tuneforge.models import loading as models
 from tuneforge.config import MethodConfig
-from tuneforge.methods.base import get_method
+from tuneforge.methods import get_method
 from tuneforge.quiet import silence_known_warnings
 
 

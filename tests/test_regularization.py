@@ -14,7 +14,7 @@ from torch import nn
 from tuneforge.models import loading as models
 from tuneforge.config import EarlyStoppingConfig, TrainConfig, load_config
 from tuneforge.training.loop import fit, make_optimizer
-from tuneforge.methods.base import get_method
+from tuneforge.methods import get_method
 from tuneforge.training.runlog import RunLog
 
 
@@ -24,20 +24,19 @@ def _cfg(*overrides: str) -> Any:
 
 def test_model_dropout_reaches_the_model(tmp_path: Path) -> None:
     from tuneforge.tasks.classification import ClassificationTask
-    from tuneforge.recipes.train import load_model
 
     src = models.ModelSource("tiny", make_tiny_bert(tmp_path / "bert"))
     task = ClassificationTask(minilm_tokenizer(), ["a", "b"], "text", "label", 32)
-    kept = load_model(_cfg(), src, task, get_method("full"))
+    kept = task.load_model(_cfg(), src, get_method("full"))
     assert kept.config.hidden_dropout_prob == 0.1  # null: the model's own value
-    model = load_model(_cfg("train.model_dropout=0.35"), src, task, get_method("full"))
+    model = task.load_model(_cfg("train.model_dropout=0.35"), src, get_method("full"))
     assert model.config.hidden_dropout_prob == 0.35 and model.config.attention_probs_dropout_prob == 0.35
     body = [m.p for m in model.bert.modules() if isinstance(m, nn.Dropout)]
     assert body and all(p == 0.35 for p in body)
 
 
 def test_continued_runs_get_model_dropout_too() -> None:
-    from tuneforge.recipes.sequence import set_dropout
+    from tuneforge.models.anatomy import set_dropout
 
     model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1), nn.Dropout(0.2))
     set_dropout(model, 0.4)

@@ -11,7 +11,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tuneforge.config import MethodConfig
-from tuneforge.methods.base import get_method
+from tuneforge.methods import get_method
 from tuneforge.training.speed import (compile_blocks, lean_frozen_weights, lean_lora_inputs, optimize_for_training,
                              should_compile, transformer_blocks)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401  (tuneforge.__version__)
 
 
 def train(config: "str | Path | Any", overrides: list[str] | None = None, overwrite: bool = False,
@@ -24,12 +24,14 @@ def train(config: "str | Path | Any", overrides: list[str] | None = None, overwr
 
 
 def evaluate(run: str | Path, data: str) -> dict[str, Any]:
-    from .recipes.train import evaluate_run
+    """Metrics of a finished run on a new data file with the columns it was trained on."""
+    from .recipes.inference import evaluate_run
 
     return evaluate_run(Path(run), data)
 
 
 def predict(run: str | Path, texts: list[str]) -> list[dict[str, Any]]:
-    from .recipes.train import predict_run
+    """One prediction row per text (a label and probabilities, or a generated response)."""
+    from .recipes.inference import predict_run
 
     return predict_run(Path(run), texts=texts)

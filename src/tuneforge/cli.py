@@ -75,8 +75,9 @@ def stopped_line(cfg: Any, args: argparse.Namespace, before: tuple[int, int] | N
 
 
 def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
-    keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro") if results["task"] == "classification" \
-        else ("exact_match", "token_f1", "rouge_l", "fact_accuracy", "perplexity")
+    from .tasks import task_class
+
+    keys = task_class(results["task"]).headline
     print(f"\nrun: {run_dir}")
     header = f"{'model':<12}{'split':<12}" + "".join(f"{k:>17}" for k in keys)
     print(header)
@@ -96,7 +97,7 @@ def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .recipes.train import evaluate_run
+    from .recipes.inference import evaluate_run
 
     metrics = evaluate_run(Path(args.run), args.data)
     if args.json:
@@ -109,16 +110,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .recipes.train import predict_run, run_task
+    from .recipes.inference import predict_run
+    from .runs.reading import run_task
+    from .tasks import task_class
 
     if not args.text and not args.data and not args.prompt:
         raise TuneforgeError("give --text \"...\", --prompt \"...\" or --data FILE")
-    task = run_task(Path(args.run))  # --text goes to a classifier, --prompt to an instruction model
-    if args.prompt and task != "instruction":
+    task = run_task(Path(args.run))  # --text goes to a run that labels texts, --prompt to one that generates
+    generates = task_class(task).generates
+    if args.prompt and not generates:
         raise TuneforgeError(f"--prompt is for instruction runs and {args.run} is a {task} run; "
                              "give the text to classify with --text")
-    if args.text and task == "instruction":
-        raise TuneforgeError(f"--text is for classification runs and {args.run} is an instruction run; "
+    if args.text and generates:
+        raise TuneforgeError(f"--text is for classification runs and {args.run} answers prompts (task: {task}); "
                              "give the prompt with --prompt")
     rows = predict_run(Path(args.run), texts=(args.text or []) + (args.prompt or []), data=args.data)
     for row in rows:
@@ -164,7 +168,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(prog="tuneforge", description="Fine-tune pretrained language models and "
                                      "find out honestly whether it worked.")

@@ -296,13 +296,18 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
 
 
+def missing_column(r: Record, column: str, what: str, fix: str) -> DataError:
+    """The error for a record without `column`: names the column (`what`: "column", "label column"), the
+    columns the record has, and the fix."""
+    return DataError(r.file, r.line, f"missing {what} {preview(column)} (columns: "
+                     f"{preview_list(sorted(r.fields)) or 'none'})", fix)
+
+
 def require_text(records: Iterable[Record], column: str) -> None:
     """Every record must carry a non-empty string in `column`."""
     for r in records:
         if column not in r.fields:
-            raise DataError(r.file, r.line, f"missing column {preview(column)} (columns: "
-                            f"{preview_list(sorted(r.fields)) or 'none'})",
-                            f"set data.text to one of them or add {preview(column)}")
+            raise missing_column(r, column, "column", f"set data.text to one of them or add {preview(column)}")
         value = r.fields[column]
         if not isinstance(value, str):
             raise DataError(r.file, r.line, f"column {preview(column)} is {type(value).__name__}, expected text",

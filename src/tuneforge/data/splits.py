@@ -1,7 +1,9 @@
-"""Train/validation/test splits: given files, or fractions split off train.
+"""Train/validation/test splits: given files, or fractions split off train; k folds; nested subsets.
 
 Fraction splits are seeded and stratified by label; with `data.group` whole groups move together so
-related records (one customer's tickets, one product's reviews) never straddle splits.
+related records (one customer's tickets, one product's reviews) never straddle splits. Cross-validation
+folds (`fold_indices`) follow the same rules, and compare's training subsets come from `stratified_order`,
+whose every prefix is stratified.
 """
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from ..data.records import Record, preview_list, read_records
-from ..errors import DataError
+from ..errors import DataError, TuneforgeError
+from .records import Record, preview_list, read_records
 
 
 def load_splits(train: str, validation: str | float | None, test: str | float | None,
@@ -132,3 +134,50 @@ def kfold(records: list[Record], k: int, label: str | None, seed: int) -> list[t
         offset += len(members)  # rotate so small classes don't all land in fold 0
     everything = set(range(len(records)))
     return [(sorted(everything - set(f)), sorted(f)) for f in folds]
+
+
+def fold_indices(records: list[Record], k: int, label: str | None, seed: int,
+                 group: str | None = None) -> list[tuple[list[int], list[int]]]:
+    """(train indices, held-out indices) per fold: stratified by label, or whole groups when `group` is set."""
+    if k < 2:
+        raise TuneforgeError(f"--cv {k}: cross-validation needs at least 2 folds")
+    if k > len(records):
+        raise TuneforgeError(f"--cv {k}: more folds than the {len(records)} training records")
+    if not group:
+        return kfold(records, k, label, seed)
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        if group not in r.fields:
+            raise TuneforgeError(f"{r.where}: missing group column '{group}' (add it or unset data.group)")
+        value = r.fields[group]
+        groups[tuple(value) if isinstance(value, list) else value].append(i)
+    if len(groups) < k:
+        raise TuneforgeError(f"--cv {k}: only {len(groups)} groups in data.group = {group!r}; use fewer folds")
+    keys = sorted(groups, key=str)
+    random.Random(seed).shuffle(keys)
+    keys.sort(key=lambda g: -len(groups[g]))  # largest first into the smallest fold: balanced sizes
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for key in keys:
+        min(folds, key=len).extend(groups[key])
+    everything = set(range(len(records)))
+    return [(sorted(everything - set(f)), sorted(f)) for f in folds]
+
+
+def stratified_order(records: list[Record], label: str | None, seed: int) -> list[int]:
+    """An order of record indices whose every prefix is (nearly) stratified by label.
+
+    Each class is shuffled, and its j-th member of n gets the position (j + 0.5) / n; sorting all records
+    by position interleaves the classes in proportion, so the first N are a stratified sample and a
+    larger subset always contains a smaller one (learning curves compare like with like).
+    """
+    strata: dict[Any, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        value = r.fields.get(label) if label else None
+        strata[tuple(value) if isinstance(value, list) else value].append(i)
+    rng = random.Random(seed)
+    keyed = []
+    for key in sorted(strata, key=str):
+        members = strata[key][:]
+        rng.shuffle(members)
+        keyed += [((j + 0.5) / len(members), rng.random(), i) for j, i in enumerate(members)]
+    return [i for _, _, i in sorted(keyed)]

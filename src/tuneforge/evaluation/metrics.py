@@ -4,7 +4,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+# Every scalar a classification evaluation computes, with the direction it improves in (`n` is a count).
+CLASSIFICATION_DIRECTIONS = {"loss": "min", "accuracy": "max",
+                             **{f"{m}_{avg}": "max" for avg in ("macro", "micro", "weighted")
+                                for m in ("precision", "recall", "f1")}}
 
 
 def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
@@ -13,6 +17,8 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
 
     Multi-label input (2-D 0/1 arrays) gets subset accuracy and no confusion matrix.
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support  # ~1 s import
+
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     ids = list(range(len(labels)))
     out: dict[str, Any] = {"accuracy": float(accuracy_score(y_true, y_pred)), "n": int(len(y_true))}
@@ -25,10 +31,3 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     if y_true.ndim == 1:
         out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=ids).tolist()
     return out
-
-
-HEADLINE = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
-
-
-def headline(metrics: dict[str, Any], keys: Sequence[str] = HEADLINE) -> dict[str, float]:
-    return {k: metrics[k] for k in keys if k in metrics}

@@ -1,4 +1,7 @@
-"""What a finished run leaves for people: eval.json, plots (curves, confusion matrices) and report.html."""
+"""What a finished run leaves for people: eval.json, plots (curves, confusion matrices) and report.html.
+
+The metric columns and the validation curve come from the run's task (its headline metrics and curve metric).
+"""
 from __future__ import annotations
 
 import base64
@@ -6,14 +9,15 @@ import html
 from pathlib import Path
 from typing import Any
 
+from ..runs.reading import read_metrics
 from ..runs.rundir import atomic_write_json, atomic_write_text
-from ..training.runlog import read_metrics
+from ..tasks import task_class
 
 
 def write_outputs(run_dir: Path, results: dict[str, Any]) -> None:
     """eval.json last: its presence marks the run as complete."""
     plots = []
-    curves = plot_curves(run_dir)
+    curves = plot_curves(run_dir, task_class(results["task"]).curve_metric)
     if curves:
         plots.append(curves)
     for split, metrics in results.get("final", {}).items():
@@ -26,7 +30,7 @@ def write_outputs(run_dir: Path, results: dict[str, Any]) -> None:
     atomic_write_json(run_dir / "eval.json", results)
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,14 +39,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_curves(run_dir: Path) -> Path | None:
+def plot_curves(run_dir: Path, curve_metric: str | None = None) -> Path | None:
+    """curves.png: training and validation loss, and `curve_metric` on validation when it was computed."""
     rows = read_metrics(run_dir)
     train = [r for r in rows if r["split"] == "train"]
     val = [r for r in rows if r["split"] == "val"]
     if not train:
         return None
-    plt = _pyplot()
-    metric = next((k for k in ("f1_macro", "rouge_l", "accuracy") if val and k in val[0]), None)
+    plt = pyplot()
+    metric = curve_metric if val and curve_metric in val[0] else None
     fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(11 if metric else 6, 4), squeeze=False)
     ax = axes[0][0]
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
@@ -64,7 +69,7 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path, title
     from sklearn.metrics import ConfusionMatrixDisplay
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 3, 1.2 * len(labels) + 2))
     ConfusionMatrixDisplay(np.array(matrix), display_labels=labels).plot(ax=ax, cmap="Blues", colorbar=False)
     ax.set_title(title)
@@ -75,8 +80,7 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path, title
 
 
 def _table(results: dict[str, Any]) -> str:
-    keys = [k for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "exact_match", "token_f1",
-                        "rouge_l", "fact_accuracy", "perplexity", "loss")]
+    keys = list(dict.fromkeys(task_class(results["task"]).headline + ("loss",)))
     rows = []
     for stage in ("base", "final"):
         for split, m in results.get(stage, {}).items():

@@ -191,7 +191,8 @@ def healthy_evidence(train: list[dict[str, Any]], val: list[dict[str, Any]], fin
 
 def advice(label: str, train: list[dict[str, Any]], val: list[dict[str, Any]], results: dict[str, Any],
            cfg: Any | None) -> list[str]:
-    method = results.get("method", "")
+    """Concrete changes for the label: the run's own settings, then what its method and task suggest."""
+    method, task = _advisors(results)
     tc = getattr(cfg, "train", None)
     mc = getattr(cfg, "method", None)
     lr = f" (now {tc.lr:g})" if tc else ""
@@ -202,40 +203,45 @@ def advice(label: str, train: list[dict[str, Any]], val: list[dict[str, Any]], r
             out.append("if it persists, try train.precision: fp32 (rules out low-precision overflow)")
         return out
     if label == "overfitting":
-        stop = _best_val_step(val, results)
-        out = []
-        training = results.get("training", {})
-        last = val[-1]["step"] if val else None
-        if stop is not None and stop != last:  # validation still improving at the end: no earlier stop to suggest
-            restored = " (the best weights were restored, so the saved model is that step's)" \
-                if training.get("restored_best") else ""
-            out.append(f"stop at step {stop}: set train.early_stopping.patience (e.g. 2){restored}")
+        out = _early_stop_advice(val, results)
         wd = f" (now {tc.weight_decay:g}; try {max(tc.weight_decay * 5, 0.05):g})" if tc else ""
         out.append(f"raise train.weight_decay{wd}")
-        if method in ("lora", "dora", "qlora") and mc:
-            out.append(f"lower method.r (now {mc.r}; try {max(1, mc.r // 2)}) or raise method.dropout")
-        elif method in ("lora", "dora", "qlora"):
-            out.append("lower method.r or raise method.dropout")
-        elif method in ("full", "scratch"):
-            out.append("train fewer parameters: method.name: lora (or adapter), or raise train.model_dropout")
-        else:
-            out.append("raise dropout (method.dropout / train.model_dropout)")
+        out += method.overfit_advice(mc)
         out.append("add training data, or train fewer epochs (train.epochs)")
-        if results.get("task") == "classification":
-            out.append("try train.label_smoothing: 0.1")
-        return out
+        return out + task.overfit_advice(cfg)
     if label == "underfitting":
         out = [f"raise train.lr{lr}: typical 1e-4…1e-3 for LoRA/adapters, 1e-5…5e-5 for full fine-tuning",
                "train longer (raise train.epochs or train.max_steps)"]
-        if method in ("lora", "dora", "qlora"):
-            r = f" (now {mc.r}; try {mc.r * 2})" if mc else ""
-            out.append(f"raise method.r{r}, or use full fine-tuning (method.name: full)")
-        elif method in ("freeze", "adapter"):
-            out.append("train more of the model: method.name: lora or full")
+        out += method.underfit_advice(mc)
         if tc and (tc.weight_decay > 0.1 or tc.label_smoothing > 0.2):
             out.append("lower train.weight_decay / train.label_smoothing: they hold the model back")
         return out
     return []
+
+
+def _early_stop_advice(val: list[dict[str, Any]], results: dict[str, Any]) -> list[str]:
+    """Where an overfitting run should have stopped (nothing when validation still improved at the end)."""
+    stop = _best_val_step(val, results)
+    last = val[-1]["step"] if val else None
+    if stop is None or stop == last:
+        return []
+    restored = " (the best weights were restored, so the saved model is that step's)" \
+        if results.get("training", {}).get("restored_best") else ""
+    return [f"stop at step {stop}: set train.early_stopping.patience (e.g. 2){restored}"]
+
+
+def _advisors(results: dict[str, Any]) -> tuple[Any, Any]:
+    """The run's method and task classes (their advice), or the interfaces' defaults for unknown names."""
+    from ..methods import REGISTRY as METHODS
+    from ..methods import method_class
+    from ..methods.base import Method
+    from ..tasks import REGISTRY as TASKS
+    from ..tasks import task_class
+    from ..tasks.base import Task
+
+    method, task = results.get("method", ""), results.get("task", "")
+    return (method_class(method) if method in METHODS else Method,
+            task_class(task) if task in TASKS else Task)
 
 
 def forgetting_advice(results: dict[str, Any]) -> list[str]:
@@ -248,8 +254,7 @@ def forgetting_advice(results: dict[str, Any]) -> list[str]:
     line = f"forgetting flagged: {what} changed {100 * f['relative_change']:+.1f}% ({f['before']:.4f} → {f['after']:.4f})"
     if f["metric"] == "embedding_geometry":
         return [line + "; if the body is also used for embeddings, use method.name: lora or forgetting.l2_to_base"]
-    fewer = "lower method.r or train.lr" if results.get("method") in ("lora", "dora", "qlora") \
-        else "train fewer weights (method.name: lora)"
+    fewer = _advisors(results)[0].forgetting_advice()
     return [line + "; mix old data into training (forgetting.replay: 0.25), hold important weights "
             f"(forgetting.ewc), or {fewer}"]
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from ..config import MethodConfig
 from ..errors import TuneforgeError
-from ..methods.base import freeze_all, modules_to_save, trainable_parameters
+from .base import PARAMETER_EFFICIENT, Method, freeze_all
+from .lora import modules_to_save
+
+if TYPE_CHECKING:
+    from ..config import MethodConfig
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -118,14 +121,16 @@ def adapter_state(model: nn.Module, head: list[str]) -> dict[str, torch.Tensor]:
     return keep
 
 
-class AdapterMethod:
+class AdapterMethod(Method):
     """Bottleneck adapters on a frozen base; the task head (modules_to_save) trains fully."""
 
     name = "adapter"
-    scratch = False
+    family = PARAMETER_EFFICIENT
+    saves_full_model = False
     frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
+    default_lr = 1e-3
 
-    def apply(self, model: nn.Module, cfg: MethodConfig, task: str) -> nn.Module:
+    def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
         names = find_targets(model, cfg.adapter_style, cfg.targets)
         sizes = {n: max(1, _out_features(model.get_submodule(n)) // cfg.reduction) for n in names}
         head = modules_to_save(model, cfg.modules_to_save, task) or []
@@ -136,9 +141,6 @@ class AdapterMethod:
                                    "dropout": cfg.dropout, "activation": "gelu", "modules": sizes,
                                    "modules_to_save": head}
         return model
-
-    def trainable_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-        return trainable_parameters(model)
 
     def save(self, model: nn.Module, out_dir: Path) -> None:
         from safetensors.torch import save_file
@@ -172,11 +174,17 @@ class AdapterMethod:
         return base
 
     def merge(self, model: nn.Module) -> nn.Module:
-        raise TuneforgeError(
-            "bottleneck adapters cannot be merged: a GELU sits between their two projections, so "
-            "h + up(gelu(down(h))) is not a linear map and cannot be folded into the base weights. "
-            "Export without --merge (tuneforge loads it: tuneforge predict/eval RUN), or train with "
-            "method.name=lora (or dora) for a model that merges into plain transformers weights")
+        raise TuneforgeError(self.merge_problem())
+
+    def merge_problem(self) -> str:
+        return ("bottleneck adapters cannot be merged: a GELU sits between their two projections, so "
+                "h + up(gelu(down(h))) is not a linear map and cannot be folded into the base weights. "
+                "Export without --merge (tuneforge loads it: tuneforge predict/eval RUN), or train with "
+                "method.name=lora (or dora) for a model that merges into plain transformers weights")
+
+    @classmethod
+    def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        return ["train more of the model: method.name: lora or full"]
 
 
 def _unfreeze(model: nn.Module, head: list[str]) -> None:

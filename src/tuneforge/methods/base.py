@@ -1,26 +1,90 @@
-"""Training methods behind one small interface.
+"""The Method interface, and the parameter counting every method shares.
 
-A method decides which parameters train and how the result is saved and reloaded:
-`apply(model, cfg, task) -> model`, `trainable_parameters(model)`, `save(model, dir)`,
-`load(base, dir) -> model`, `merge(model) -> model`. Full fine-tuning is the trivial method;
-LoRA wraps layers through PEFT so that saved adapters load unchanged in PEFT, transformers and vLLM.
+A method decides which parameters train and how the result is saved, reloaded and merged:
+`apply(model, cfg, task) -> model`, `save(model, dir)`, `load(base, dir) -> model`, `merge(model) -> model`.
+Its class attributes answer what the rest of tuneforge asks about it, so that nothing outside methods/
+names a method: `family`, `saves_full_model`, `frozen_base`, `scratch`, `default_lr`, and its advice when a
+run over- or underfits or forgets (the diagnosis phrases it, the method knows its own knobs).
+
+A new method: one module with a Method subclass, one line in methods/__init__.py's REGISTRY.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..config import MethodConfig
-from ..errors import TuneforgeError
+if TYPE_CHECKING:
+    from ..config import MethodConfig
 
-HEAD_NAMES = ("classifier", "score")  # sequence-classification heads in HF models
+FULL_WEIGHT = "full-weight"
+PARAMETER_EFFICIENT = "parameter-efficient"
 
 
-def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+class Method(ABC):
+    """One way to train a model. Subclasses set the attributes and implement apply/load/merge."""
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = FULL_WEIGHT  # parameter-efficient methods train a small update on a frozen base
+    saves_full_model: ClassVar[bool] = True  # model/ holds a whole HF model (else an adapter on the base)
+    frozen_base: ClassVar[bool] = False  # the base weights never update (speed may store them in bf16)
+    scratch: ClassVar[bool] = False  # fresh random weights instead of the pretrained ones
+    default_lr: ClassVar[float] = 1e-4  # a conventional learning rate (compare uses it across families)
+
+    @abstractmethod
+    def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
+        """Make `model` train the way this method does (`task`: a task, its class or its name)."""
+
+    def save(self, model: nn.Module, out_dir: Path) -> None:
+        model.save_pretrained(str(out_dir), safe_serialization=True)
+
+    @abstractmethod
+    def load(self, base: nn.Module, out_dir: Path) -> nn.Module:
+        """The trained model from what `save` wrote, on top of a freshly loaded `base`."""
+
+    @abstractmethod
+    def merge(self, model: nn.Module) -> nn.Module:
+        """A plain transformers model computing what the trained model computes."""
+
+    def merge_problem(self) -> str | None:
+        """Why this method's result can never be merged, before anything is loaded (None: it can)."""
+        return None
+
+    def describe(self, model: nn.Module) -> str | None:
+        """A line for the run log about what the method did to the model (None: nothing to add)."""
+        return None
+
+    @classmethod
+    def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        """What to change in this method's settings when the run overfits."""
+        return ["raise dropout (method.dropout / train.model_dropout)"]
+
+    @classmethod
+    def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        """What to change in this method's settings when the run underfits."""
+        return []
+
+    @classmethod
+    def forgetting_advice(cls) -> str:
+        """How to train less destructively with this method (the end of the forgetting advice)."""
+        return "train fewer weights (method.name: lora)"
+
+    @classmethod
+    def compare_note(cls) -> str | None:
+        """A caveat for compare.md when this method is in the comparison (None: nothing to say)."""
+        return None
+
+
+def task_of(task: Any) -> Any:
+    """A task object or class as given, or the registered task class of a task name."""
+    if isinstance(task, str):
+        from ..tasks import task_class
+
+        return task_class(task)
+    return task
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -54,139 +118,6 @@ def weight_bytes(model: nn.Module) -> int:
             seen.add(id(t))
             total += t.numel() * t.element_size() + quant_state_bytes(t)
     return total
-
-
-class FullMethod:
-    """Every weight trains; the result is a plain Hugging Face model directory."""
-
-    name = "full"
-    scratch = False
-
-    def apply(self, model: nn.Module, cfg: MethodConfig, task: str) -> nn.Module:
-        model.requires_grad_(True)
-        return model
-
-    def trainable_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-        return trainable_parameters(model)
-
-    def save(self, model: nn.Module, out_dir: Path) -> None:
-        model.save_pretrained(str(out_dir), safe_serialization=True)
-
-    def load(self, base: nn.Module, out_dir: Path) -> nn.Module:
-        from safetensors.torch import load_model
-
-        files = sorted(Path(out_dir).glob("*.safetensors"))
-        if not files:
-            raise TuneforgeError(f"{out_dir} holds no .safetensors weights")
-        if len(files) == 1:
-            load_model(base, str(files[0]), strict=False)
-        else:  # sharded save
-            from transformers.modeling_utils import load_sharded_checkpoint
-            load_sharded_checkpoint(base, str(out_dir), strict=False)
-        return base
-
-    def merge(self, model: nn.Module) -> nn.Module:
-        return model
-
-
-class ScratchMethod(FullMethod):
-    """The same architecture with fresh weights, trained like full fine-tuning: the baseline."""
-
-    name = "scratch"
-    scratch = True
-
-
-class LoraMethod:
-    """LoRA (and DoRA) through PEFT: low-rank updates on chosen linear layers, the base frozen."""
-
-    name = "lora"
-    scratch = False
-    frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
-    use_dora = False
-
-    def apply(self, model: nn.Module, cfg: MethodConfig, task: str) -> nn.Module:
-        from peft import LoraConfig, get_peft_model
-
-        peft_cfg = LoraConfig(
-            task_type="SEQ_CLS" if task == "classification" else "CAUSAL_LM",
-            r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-            target_modules=lora_targets(model, cfg.targets),
-            modules_to_save=modules_to_save(model, cfg.modules_to_save, task),
-            use_rslora=cfg.rslora, use_dora=self.use_dora)
-        return get_peft_model(model, peft_cfg)
-
-    def trainable_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-        return trainable_parameters(model)
-
-    def save(self, model: nn.Module, out_dir: Path) -> None:
-        model.save_pretrained(str(out_dir), safe_serialization=True)
-
-    def load(self, base: nn.Module, out_dir: Path) -> nn.Module:
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base, str(out_dir))
-
-    def merge(self, model: nn.Module) -> nn.Module:
-        return model.merge_and_unload()
-
-
-class DoraMethod(LoraMethod):
-    """Weight-decomposed LoRA (peft's use_dora)."""
-
-    name = "dora"
-    use_dora = True
-
-
-def lora_targets(model: nn.Module, targets: str | list[str]) -> str | list[str]:
-    """`auto` means every linear layer of the transformer body (not the task head)."""
-    if isinstance(targets, list):
-        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-        missing = [t for t in targets if t not in names]
-        if missing:
-            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-            raise TuneforgeError(f"`method.targets`: no module named {missing} in this model; "
-                                 f"linear layers are {linear}")
-        return targets
-    if targets in ("auto", "all-linear"):
-        return "all-linear"
-    return [targets]
-
-
-def modules_to_save(model: nn.Module, value: str | list[str], task: str) -> list[str] | None:
-    if isinstance(value, list):
-        return value
-    if value == "auto":
-        if task != "classification":
-            return None
-        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-        return [h for h in HEAD_NAMES if h in names] or None
-    return [value] if value and value != "none" else None
-
-
-def _lazy(module: str, cls: str) -> Callable[[], Any]:
-    """A factory importing its module on first use (they import this module, and qlora pulls in bitsandbytes)."""
-    def make() -> Any:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__package__}.{module}"), cls)()
-    return make
-
-
-METHODS: dict[str, Callable[[], Any]] = {
-    "full": FullMethod,
-    "scratch": ScratchMethod,
-    "lora": LoraMethod,
-    "dora": DoraMethod,
-    "qlora": _lazy("qlora", "QLoraMethod"),
-    "adapter": _lazy("adapters", "AdapterMethod"),
-    "freeze": _lazy("freeze", "FreezeMethod"),
-}
-
-
-def get_method(name: str) -> Any:
-    if name not in METHODS:
-        raise TuneforgeError(f"`method.name` = {name!r} is not available yet; choose one of {', '.join(METHODS)}")
-    return METHODS[name]()
 
 
 def freeze_all(model: nn.Module) -> None:

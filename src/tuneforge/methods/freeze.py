@@ -7,35 +7,37 @@ classification head) train. The artifact is a full model directory, like `full`.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from torch import nn
 
-from ..config import MethodConfig
 from ..errors import TuneforgeError
-from ..methods.base import FullMethod, freeze_all
+from ..models.anatomy import is_embedding, layer_stack
+from .base import Method, freeze_all
+from .full import FullMethod
 
-
-def layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """The transformer's block list (BERT encoder.layer, Llama model.layers): the largest ModuleList."""
-    stacks = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
-    if not stacks:
-        raise TuneforgeError(f"method freeze: found no layer stack (nn.ModuleList) in {type(model).__name__}")
-    return max(stacks, key=lambda nm: sum(p.numel() for p in nm[1].parameters()))
-
-
-def is_embedding(model: nn.Module, name: str) -> bool:
-    owner = name.rsplit(".", 1)[0]
-    module = model.get_submodule(owner) if owner else model
-    return isinstance(module, nn.Embedding) or "embed" in name.lower()
+if TYPE_CHECKING:
+    from ..config import MethodConfig
 
 
 class FreezeMethod(FullMethod):
     """Only the top `method.layers` layers + head train; a full model is saved."""
 
     name = "freeze"
-    scratch = False
+    default_lr = 2e-4
+    @classmethod
+    def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        return Method.overfit_advice(cfg)  # it trains few layers already: dropout, not "train fewer parameters"
 
-    def apply(self, model: nn.Module, cfg: MethodConfig, task: str) -> nn.Module:
-        stack_name, stack = layer_stack(model)
+    @classmethod
+    def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        return ["train more of the model: method.name: lora or full"]
+
+    def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
+        found = layer_stack(model)
+        if found is None:
+            raise TuneforgeError(f"method freeze: found no layer stack (nn.ModuleList) in {type(model).__name__}")
+        stack_name, stack = found
         n = cfg.layers
         if n > len(stack):
             raise TuneforgeError(f"`method.layers` = {n} but {stack_name} has only {len(stack)} layers; "

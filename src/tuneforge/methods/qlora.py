@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from ..config import MethodConfig
 from ..errors import TuneforgeError
-from ..methods.base import HEAD_NAMES, LoraMethod, freeze_all, modules_to_save, quant_state_bytes, weight_bytes
+from ..models.anatomy import HEAD_NAMES, output_head_name
+from .base import freeze_all, quant_state_bytes, weight_bytes
+from .lora import LoraMethod, modules_to_save
+
+if TYPE_CHECKING:
+    from ..config import MethodConfig
 
 QUANT_FILE = "quantization.json"
 QUANT = {"library": "bitsandbytes", "quant_type": "nf4", "double_quant": True, "blocksize": 64,
@@ -40,11 +44,8 @@ def _bnb() -> Any:
 def skip_names(model: nn.Module, head: list[str] | None) -> set[str]:
     """Linear layers that stay in full precision: the task head and the output (LM) head."""
     skip = set(head or []) | set(HEAD_NAMES)
-    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    for name, module in model.named_modules():
-        if module is out:
-            skip.add(name.rsplit(".", 1)[-1])
-    return skip
+    out = output_head_name(model)
+    return skip | {out} if out else skip
 
 
 def quantize_linears(model: nn.Module, skip: set[str], device: torch.device | None = None) -> int:
@@ -112,10 +113,16 @@ class QLoraMethod(LoraMethod):
 
     name = "qlora"
 
-    def apply(self, model: nn.Module, cfg: MethodConfig, task: str) -> nn.Module:
+    def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
         freeze_all(model)
         quantize_linears(model, skip_names(model, modules_to_save(model, cfg.modules_to_save, task)))
         return super().apply(model, cfg, task)
+
+    @classmethod
+    def compare_note(cls) -> str:
+        return ("qlora on CPU: bitsandbytes de-quantizes each 4-bit weight block inside every matmul, which "
+                "costs time on CPU; the fp32 weights exist briefly while loading, before quantization, so "
+                "the peak includes them. Its saving shows in weights MB (and on GPU).")
 
     def describe(self, model: nn.Module) -> str:
         r = memory_report(model)

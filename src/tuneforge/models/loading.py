@@ -274,8 +274,10 @@ def _load_config(src: ModelSource, kwargs: dict[str, Any]) -> Any:
 
 
 def load_classifier(src: ModelSource, labels: list[str], scratch: bool = False, dropout: float | None = None,
-                    multi_label: bool = False) -> Any:
-    """A sequence-classification model with a fresh head of len(labels) outputs (or fresh everything if scratch)."""
+                    problem_type: str | None = None) -> Any:
+    """A sequence-classification model with a fresh head of len(labels) outputs (or fresh everything if scratch).
+
+    `problem_type` is transformers' (single_label_classification, multi_label_classification, regression)."""
     from transformers import AutoModelForSequenceClassification
 
     quiet_transformers()
@@ -286,7 +288,7 @@ def load_classifier(src: ModelSource, labels: list[str], scratch: bool = False, 
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
-    config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    config.problem_type = problem_type or "single_label_classification"
     if dropout is not None:
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout", "dropout"):
             if hasattr(config, key):

@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
-from ..training.device import autocast, autocast_dtype, pick_device
 from ..errors import TuneforgeError
+from ..training.device import autocast_dtype, pick_device
+from .inference import load_run
 
 
 class ChatSession:
@@ -30,19 +31,11 @@ class ChatSession:
     def prompt_ids(self) -> list[int]:
         return self.task.prompt_ids(self.messages)
 
-    @torch.no_grad()
     def ask(self, text: str, max_new_tokens: int, streamer: Any = None) -> str:
         """Append the user's turn, generate (streaming into `streamer`), append and return the reply."""
-        from transformers import GenerationConfig
-
         self.messages.append({"role": "user", "content": text})
-        ids = torch.tensor([self.prompt_ids()], device=self.device)
-        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.task.stop_ids,
-                                  pad_token_id=self.task.stop_ids[0])
-        with autocast(self.device, self.dtype):
-            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
-                                      streamer=streamer)
-        reply = self.task.decode_reply(out[0, ids.shape[1]:].tolist())
+        (reply,) = self.task.generate(self.model, [self.prompt_ids()], 1, self.device, self.dtype,
+                                      max_new_tokens=max_new_tokens, streamer=streamer)
         self.messages.append({"role": "assistant", "content": reply})
         return reply
 
@@ -50,10 +43,8 @@ class ChatSession:
 def chat_command(run_dir: Path, max_new_tokens: int = 256) -> int:
     from transformers import TextStreamer
 
-    from ..recipes.train import load_run
-
     cfg, task, model = load_run(run_dir)
-    if getattr(task, "name", "") != "instruction":
+    if not task.generates:
         raise TuneforgeError(f"{run_dir} is a {cfg.task} run; chat needs task: instruction "
                              "(use `tuneforge predict` for classifiers)")
     device = pick_device()

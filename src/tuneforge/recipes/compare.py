@@ -1,13 +1,13 @@
 """`tuneforge compare`: the same task under several methods (and training-set sizes), side by side.
 
-Every (method, size) pair is an ordinary run of `pipeline.train` on a derived config, written to
+Every (method, size) pair is an ordinary run of the train recipe (recipes/train.py) on a derived config, written to
 runs/NAME/compare/METHOD-SIZE, so each can be inspected, evaluated or exported like any other run.
 All runs share one validation and one test split (carved once, written to compare/data/), and the
 training subsets are stratified by label and nested (the 200-example set contains the 50).
 
 Fairness choices, all recorded in compare.md:
 - learning rate: methods of the config's own family (parameter-efficient vs. full-weight) keep its
-  train.lr; the other family gets a conventional rate (DEFAULT_LR), since LoRA's 1e-3 wrecks full
+  train.lr; the other family gets its conventional rate (Method.default_lr), since LoRA's 1e-3 wrecks full
   fine-tuning and full fine-tuning's 1e-4 barely moves LoRA. `train.lr=...` on the command line
   applies to every method.
 - steps: a small subset gets more epochs so that every run takes at least MIN_STEPS optimizer steps, and
@@ -28,29 +28,29 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, dump_yaml, load_config, to_dict
 from ..data.records import Record
+from ..data.splits import load_splits, stratified_order
 from ..errors import TuneforgeError
-from ..methods.base import METHODS
+from ..methods import NAMES as METHODS
+from ..methods import method_class
+from ..methods.base import PARAMETER_EFFICIENT
+from ..runs import reading
+from ..runs.rundir import atomic_write_json, atomic_write_text
+from ..tasks import task_class
 
-PEFT_FAMILY = {"lora", "dora", "qlora", "adapter"}
-DEFAULT_LR = {"full": 1e-4, "freeze": 2e-4, "scratch": 5e-4, "lora": 1e-3, "dora": 1e-3, "qlora": 1e-3,
-              "adapter": 1e-3}
-MIN_STEPS = 40         # full, freeze, scratch
-PEFT_MIN_STEPS = 150   # lora, dora, qlora, adapter (see the module docstring)
+MIN_STEPS = 40         # full-weight methods (full, freeze, scratch)
+PEFT_MIN_STEPS = 150   # parameter-efficient methods (lora, dora, qlora, adapter; see the module docstring)
 EVALS = 8              # validations per run when it has more epochs than this
-METRIC = {"classification": "accuracy", "instruction": "rouge_l"}
 
 
 @dataclass
@@ -126,31 +126,9 @@ def compare(cfg: Config, methods: list[str], sizes: list[int], overwrite: bool =
 
 # ------------------------------------------------------------------ data
 
-def stratified_order(records: list[Record], label: str | None, seed: int) -> list[int]:
-    """An order of record indices whose every prefix is (nearly) stratified by label.
-
-    Each class is shuffled, and its j-th member of n gets the position (j + 0.5) / n; sorting all records
-    by position interleaves the classes in proportion, so the first N are a stratified sample and a
-    larger subset always contains a smaller one (learning curves compare like with like).
-    """
-    strata: dict[Any, list[int]] = defaultdict(list)
-    for i, r in enumerate(records):
-        value = r.fields.get(label) if label else None
-        strata[tuple(value) if isinstance(value, list) else value].append(i)
-    rng = random.Random(seed)
-    keyed = []
-    for key in sorted(strata, key=str):
-        members = strata[key][:]
-        rng.shuffle(members)
-        keyed += [((j + 0.5) / len(members), rng.random(), i) for j, i in enumerate(members)]
-    return [i for _, _, i in sorted(keyed)]
-
-
 def write_subsets(cfg: Config, sizes: list[int], out: Path) -> DataPlan:
     """Carve validation/test once (as `train` would), then write one stratified training file per size."""
-    from ..data.splits import load_splits
-
-    label = cfg.data.label if cfg.task == "classification" else None
+    label = task_class(cfg.task).stratify_column(cfg)
     splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, label, cfg.data.group,
                          cfg.train.seed, cfg.data.limit)  # data.limit cuts the records read, as in train
     train = splits["train"]
@@ -189,13 +167,14 @@ def derive(cfg: Config, method: str, size: int, plan: DataPlan, work: Path, keep
     raw["method"]["name"] = method
     raw["data"].update(train=str(plan.train[size]), validation=plan.validation, test=plan.test, limit=None)
     raw["eval"]["base"] = False  # the base model's score is the same for every method; skip the cost
-    same_family = (method in PEFT_FAMILY) == (cfg.method.name in PEFT_FAMILY)
-    if not keep_lr and not same_family:
-        raw["train"]["lr"] = DEFAULT_LR[method]
+    kind = method_class(method)
+    if not keep_lr and kind.family != method_class(cfg.method.name).family:
+        raw["train"]["lr"] = kind.default_lr
     t = cfg.train
     if not t.max_steps:
         steps_per_epoch = math.ceil(math.ceil(size / t.batch_size) / t.grad_accum)
-        floor = min_steps if min_steps is not None else PEFT_MIN_STEPS if method in PEFT_FAMILY else MIN_STEPS
+        floor = min_steps if min_steps is not None else \
+            PEFT_MIN_STEPS if kind.family == PARAMETER_EFFICIENT else MIN_STEPS
         epochs = max(t.epochs, math.ceil(floor / steps_per_epoch))
         raw["train"]["epochs"] = epochs
         if not t.eval_every and epochs > EVALS:  # validating after each of 75 tiny epochs would dominate
@@ -217,13 +196,7 @@ def finished(cfg: Config, work: Path) -> dict[str, Any] | None:
 
 def _same_data(cfg: Config) -> bool:
     """The run's recorded data hashes match the files now (the subsets are rewritten from the source data)."""
-    import yaml
-
-    from ..recipes.train import provenance
-
-    saved = yaml.safe_load((cfg.run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    recorded = (saved.get("_provenance") or {}).get("data_sha256")
-    return recorded == provenance(cfg, {})["data_sha256"]
+    return reading.recorded_hashes(cfg.run_dir) == reading.data_hashes(cfg)
 
 
 def run_isolated(cfg: Config, work: Path) -> dict[str, Any]:
@@ -246,7 +219,7 @@ def run_inline(cfg: Config) -> dict[str, Any]:
     """Train in this process; memory is sampled every 10 ms (approximate: it can miss short spikes)."""
     import psutil
 
-    from ..recipes.train import train
+    from .train import train
 
     proc = psutil.Process()
     before = proc.memory_info().rss
@@ -308,7 +281,7 @@ def _child_main(cfg_path: str, result_path: str) -> int:
     quiet_transformers()  # before peft, which imports bitsandbytes
     import peft  # noqa: F401  (every method's baseline holds the same libraries)
 
-    from ..recipes.train import prepare, train
+    from .train import prepare, train
 
     cfg = load_config(None, base=yaml.safe_load(Path(cfg_path).read_text(encoding="utf-8")))
     prepare(cfg)
@@ -330,7 +303,7 @@ def make_row(cfg: Config, method: str, size: int, measured: dict[str, Any]) -> d
     t = results["training"]
     final = results["final"]
     split = "test" if "test" in final else "validation"
-    name = METRIC.get(cfg.task, "accuracy")
+    name = task_class(cfg.task).primary_metric
     return {"method": method, "size": size, "trainable_params": t["trainable_params"],
             "total_params": t["total_params"],
             "trainable_pct": round(100 * t["trainable_params"] / max(t["total_params"], 1), 3),
@@ -344,8 +317,6 @@ def make_row(cfg: Config, method: str, size: int, measured: dict[str, Any]) -> d
 # ------------------------------------------------------------------ outputs
 
 def write_json(path: Path, rows: list[dict[str, Any]]) -> None:
-    from ..runs.rundir import atomic_write_json
-
     atomic_write_json(path, rows)
 
 
@@ -366,28 +337,25 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def write_report(root: Path, rows: list[dict[str, Any]], cfg: Config, keep_lr: bool,
                  min_steps: int | None) -> None:
-    from ..runs.rundir import atomic_write_text
-
     write_json(root / "compare.json", rows)
     plots = plot_comparison(rows, root)
     how = next((r["memory_measure"] for r in rows if r.get("memory_measure")), "")
+    peft = [m for m in METHODS if method_class(m).family == PARAMETER_EFFICIENT]
     notes = [
         f"Task `{cfg.task}` on `{cfg.model}`; metric on the {next((r['metric_split'] for r in rows if 'metric_split' in r), 'test')} split.",
         f"peak mem MB: {how}. weights MB: the model's parameters and buffers as held in memory "
         "(4-bit weights for qlora).",
         "learning rate: " + ("train.lr from the command line for every method." if keep_lr else
                              f"the config's train.lr ({cfg.train.lr:g}) for methods of its family; "
-                             + ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LR.items()) + " otherwise."),
+                             + ", ".join(f"{m} {method_class(m).default_lr:g}" for m in METHODS) + " otherwise."),
         "epochs: at least train.epochs, more for small subsets so each run takes >= "
         + (f"{min_steps} optimizer steps." if min_steps is not None else
-           f"{PEFT_MIN_STEPS} optimizer steps for parameter-efficient methods ({', '.join(sorted(PEFT_FAMILY))}: "
+           f"{PEFT_MIN_STEPS} optimizer steps for parameter-efficient methods ({', '.join(sorted(peft))}: "
            f"small updates converge slower), {MIN_STEPS} for the others; validated about {EVALS} times a run."),
         "Training subsets are stratified by label and nested; validation and test are the same for every run.",
     ]
-    if any(r.get("method") == "qlora" for r in rows):
-        notes.append("qlora on CPU: bitsandbytes de-quantizes each 4-bit weight block inside every matmul, which "
-                     "costs time on CPU; the fp32 weights exist briefly while loading, before quantization, so "
-                     "the peak includes them. Its saving shows in weights MB (and on GPU).")
+    compared = dict.fromkeys(r["method"] for r in rows if r.get("method") in METHODS)
+    notes += [n for n in (method_class(m).compare_note() for m in compared) if n]
     text = "# Method comparison\n\n" + markdown_table(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     text += "".join(f"\n![{p.stem}]({p.name})\n" for p in plots)
     atomic_write_text(root / "compare.md", text)
@@ -395,12 +363,12 @@ def write_report(root: Path, rows: list[dict[str, Any]], cfg: Config, keep_lr: b
 
 def plot_comparison(rows: list[dict[str, Any]], root: Path) -> list[Path]:
     """compare.png (bars at the largest size) and, with several sizes, learning_curve.png."""
-    from ..evaluation.report import _pyplot
+    from ..evaluation.report import pyplot
 
     ok = [r for r in rows if not r.get("error")]
     if not ok:
         return []
-    plt = _pyplot()
+    plt = pyplot()
     # The largest size that the most methods finished (a partial comparison still shows every method).
     largest = max({r["size"] for r in ok}, key=lambda n: (sum(r["size"] == n for r in ok), n))
     top = [r for r in ok if r["size"] == largest]

@@ -3,7 +3,7 @@
 The pool is the training data (data.train, after data.limit). Folds are stratified by label for
 classification (splits.kfold) and group-aware when data.group is set; every record is held out exactly
 once, and no record is ever both trained on and held out in the same fold. Each fold is a normal run
-(runs/NAME/cv/fold-i, through pipeline.train, so vetting, leakage checks and early stopping all apply):
+(runs/NAME/cv/fold-i, through the train recipe, so vetting, leakage checks and early stopping all apply):
 its validation split is carved from the fold's training part as data.validation says, and its "test"
 split is the held-out fold. A data.test file is not used — the held-out folds are the estimate.
 runs/NAME/cv.json holds per-fold metrics, the held-out record locations (file:line) and the summary.
@@ -12,43 +12,18 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 from collections import defaultdict
 from typing import Any
 
 from ..config import Config
 from ..data.records import Record, read_records
+from ..data.splits import carve, fold_indices
 from ..errors import TuneforgeError
-from ..data.splits import carve, kfold
+from ..runs.rundir import atomic_write_json
+from ..tasks import task_class
+from .train import train
 
 SKIP = {"n"}  # counts, not metrics
-
-
-def fold_indices(records: list[Record], k: int, label: str | None, seed: int,
-                 group: str | None = None) -> list[tuple[list[int], list[int]]]:
-    """(train indices, held-out indices) per fold: stratified by label, or whole groups when `group` is set."""
-    if k < 2:
-        raise TuneforgeError(f"--cv {k}: cross-validation needs at least 2 folds")
-    if k > len(records):
-        raise TuneforgeError(f"--cv {k}: more folds than the {len(records)} training records")
-    if not group:
-        return kfold(records, k, label, seed)
-    groups: dict[Any, list[int]] = defaultdict(list)
-    for i, r in enumerate(records):
-        if group not in r.fields:
-            raise TuneforgeError(f"{r.where}: missing group column '{group}' (add it or unset data.group)")
-        value = r.fields[group]
-        groups[tuple(value) if isinstance(value, list) else value].append(i)
-    if len(groups) < k:
-        raise TuneforgeError(f"--cv {k}: only {len(groups)} groups in data.group = {group!r}; use fewer folds")
-    keys = sorted(groups, key=str)
-    random.Random(seed).shuffle(keys)
-    keys.sort(key=lambda g: -len(groups[g]))  # largest first into the smallest fold: balanced sizes
-    folds: list[list[int]] = [[] for _ in range(k)]
-    for key in keys:
-        min(folds, key=len).extend(groups[key])
-    everything = set(range(len(records)))
-    return [(sorted(everything - set(f)), sorted(f)) for f in folds]
 
 
 def fold_splits(records: list[Record], train_idx: list[int], held_idx: list[int], cfg: Config,
@@ -56,7 +31,7 @@ def fold_splits(records: list[Record], train_idx: list[int], held_idx: list[int]
     """The splits one fold trains on: train (minus a validation carve), validation, and the held-out fold."""
     train = [records[i] for i in train_idx]
     splits: dict[str, list[Record]] = {"test": [records[i] for i in held_idx]}
-    label = cfg.data.label if cfg.task == "classification" else None
+    label = task_class(cfg.task).stratify_column(cfg)
     spec = cfg.data.validation
     if isinstance(spec, str):
         splits["validation"] = read_records(spec)
@@ -67,11 +42,8 @@ def fold_splits(records: list[Record], train_idx: list[int], held_idx: list[int]
 
 def cross_validate(cfg: Config, k: int, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Train one run per fold and summarise; returns the cv.json content (its "summary" is what the CLI prints)."""
-    from ..recipes.train import train
-    from ..runs.rundir import atomic_write_json
-
     records = read_records(cfg.data.train, cfg.data.limit)  # the pool: the first data.limit records, as train does
-    label = cfg.data.label if cfg.task == "classification" else None
+    label = task_class(cfg.task).stratify_column(cfg)
     folds = fold_indices(records, k, label, cfg.train.seed, cfg.data.group)
     cv_root = cfg.run_dir
     if (cv_root / "cv.json").exists() and not overwrite:

@@ -17,9 +17,12 @@ from typing import Any
 
 import torch
 
-from ..runs import rundir
 from ..errors import TuneforgeError
-from ..methods.base import get_method
+from ..methods import get_method
+from ..models import loading
+from ..runs import reading
+from ..tasks import task_class
+from .inference import load_run
 
 MARK = "tuneforge_export.json"
 TOLERANCE = 1e-3  # max |Δlogit| between merged and unmerged; fp32 merges land around 1e-6
@@ -37,11 +40,11 @@ def export_command(run_dir: Path, out_dir: Path | None, merge: bool) -> int:
 
 
 def export_run(run_dir: Path, out_dir: Path | None = None, merge: bool = False) -> dict[str, Any]:
-    rundir.require_run(run_dir)
+    reading.require_run(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "export"
     if out.exists() and any(out.iterdir()) and not (out / MARK).exists():
         raise TuneforgeError(f"{out} exists and is not an earlier export; choose another --out")
-    meta = json.loads((run_dir / "model" / "tuneforge.json").read_text(encoding="utf-8"))
+    meta = reading.read_meta(run_dir)
     method = get_method(meta["method"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
@@ -50,7 +53,8 @@ def export_run(run_dir: Path, out_dir: Path | None = None, merge: bool = False) 
             info = _merged(run_dir, method, meta, tmp)
         else:
             shutil.copytree(run_dir / "model", tmp, dirs_exist_ok=True)
-            info = {"kind": "full model" if _is_full(tmp) else f"{meta['method']} adapter (needs its base model)"}
+            kind = "full model" if method.saves_full_model else f"{meta['method']} adapter (needs its base model)"
+            info = {"kind": kind}
         info.update(out=str(out), method=meta["method"], merged=merge, run=str(run_dir))
         (tmp / MARK).write_text(json.dumps(info, indent=2), encoding="utf-8")
         if out.exists():
@@ -62,20 +66,14 @@ def export_run(run_dir: Path, out_dir: Path | None = None, merge: bool = False) 
     return info
 
 
-def _is_full(model_dir: Path) -> bool:
-    return (model_dir / "config.json").exists() and not (model_dir / "adapter_config.json").exists()
-
-
 def _merged(run_dir: Path, method: Any, meta: dict[str, Any], out: Path) -> dict[str, Any]:
     """Merge, save in HF format, reload with plain transformers and compare against the unmerged run."""
-    from ..models.loading import ModelSource, load_tokenizer
-    from ..recipes.train import load_run
-
-    if meta["method"] == "adapter":
-        method.merge(None)  # raises the explanation before anything is loaded
+    problem = method.merge_problem()
+    if problem:  # before anything is loaded
+        raise TuneforgeError(problem)
     cfg, _, model = load_run(run_dir)
     model.to("cpu").eval()
-    tokenizer = load_tokenizer(ModelSource(cfg.model, run_dir / "model"))
+    tokenizer = loading.load_tokenizer(loading.ModelSource(cfg.model, run_dir / "model"))
     batch = tokenizer(PROBES, return_tensors="pt", padding=True)
     with torch.no_grad():
         before = model(**batch).logits.float()
@@ -84,7 +82,7 @@ def _merged(run_dir: Path, method: Any, meta: dict[str, Any], out: Path) -> dict
     tokenizer.save_pretrained(str(out))
     (out / "tuneforge.json").write_text(json.dumps({**meta, "method": "full", "merged_from": meta["method"]},
                                                    indent=2), encoding="utf-8")
-    reloaded = _plain_load(out, cfg.task)
+    reloaded = _plain_load(out, task_class(cfg.task).auto_class)
     with torch.no_grad():
         after = reloaded(**batch).logits.float()
     diff = float((after - before).abs().max())
@@ -94,9 +92,9 @@ def _merged(run_dir: Path, method: Any, meta: dict[str, Any], out: Path) -> dict
     return {"kind": "merged full model (Hugging Face format)", "max_abs_diff": diff, "probes": len(PROBES)}
 
 
-def _plain_load(path: Path, task: str) -> torch.nn.Module:
-    """What a user without tuneforge does: transformers' Auto class, nothing else."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+def _plain_load(path: Path, auto_class: str) -> torch.nn.Module:
+    """What a user without tuneforge does: transformers' Auto class (the task's), nothing else."""
+    import transformers
 
-    auto = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+    auto = getattr(transformers, auto_class)
     return auto.from_pretrained(str(path), local_files_only=True, torch_dtype=torch.float32).eval()

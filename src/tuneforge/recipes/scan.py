@@ -9,17 +9,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import LeakageConfig
+from ..config import LeakageConfig, load_config
 from ..data.records import Record, read_records
+from ..data.splits import load_splits
 from ..errors import TuneforgeError
 from ..runs.rundir import atomic_write_json
+from ..tasks import task_class
+from ..vetting.audit import audit, summary_lines
 
 SPLIT_WORDS = {"test": "test", "eval": "test", "valid": "validation", "val": "validation", "dev": "validation"}
 
 
 def scan_command(paths: list[str], config: str | None, out: str | None, columns: list[str] | None) -> int:
-    from ..vetting.audit import audit, summary_lines
-
     t0 = time.perf_counter()
     splits, cols, leak_cols, leak = _inputs(paths, config, columns)
     _, report = audit(splits, cols, "warn", "warn", leak.threshold, ngram=leak.ngram, group_column=leak_cols[1],
@@ -42,15 +43,12 @@ def _inputs(paths: list[str], config: str | None, columns: list[str] | None
             ) -> tuple[dict[str, list[Record]], list[str], tuple[list[str] | None, str | None], LeakageConfig]:
     """(splits, PII columns, (leakage columns, group column), leakage settings)."""
     if config:
-        from ..config import load_config
-        from ..recipes.train import input_columns, text_columns
-        from ..data.splits import load_splits
-
         cfg = load_config(config)
-        label = cfg.data.label if cfg.task == "classification" else None
-        splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, label, cfg.data.group,
-                             cfg.train.seed)
-        return splits, columns or text_columns(cfg), (columns or input_columns(cfg), cfg.data.group), cfg.leakage
+        kind = task_class(cfg.task)
+        splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, kind.stratify_column(cfg),
+                             cfg.data.group, cfg.train.seed)
+        return splits, columns or kind.pii_columns(cfg), (columns or kind.leakage_columns(cfg), cfg.data.group), \
+            cfg.leakage
     if not paths:
         raise TuneforgeError("give data files to scan (first is train), or --config CONFIG")
     splits: dict[str, list[Record]] = {}

@@ -1,157 +1,24 @@
-"""Sequential fine-tuning: task A, then task B on the same body, without losing A.
+"""`tuneforge sequence`: task A, then task B on the same body, under several variants, without losing A.
 
-Continuing is one config key, `init_from: runs/A`: the new run starts from run A's weights and keeps A's
-classification head. Heads are slices of one output layer — A's labels first, B's appended — so the
-saved model is a plain Hugging Face classifier (predict/export/serve unchanged), B's loss never touches
-A's rows, and A's accuracy after B is measurable through A's own slice. `tuneforge.json` lists the heads
-(name, labels, offset, run) so a chain A → B → C keeps every earlier task.
-
-`tuneforge sequence examples/sequence.yaml` trains the tasks in order under several variants (plain,
-replay, EWC, ...) and writes the accuracy matrix R[i][j] (accuracy on task j after training task i),
-forgetting per task, and backward transfer for each, to runs/NAME/sequence.json.
+Each task after the first is a run continued from the previous one (`init_from`, tasks/heads.py: the
+earlier heads stay, the new task's head is appended). `tuneforge sequence examples/sequence.yaml` trains
+the tasks in order under several variants (plain, replay, EWC, ...) and writes the accuracy matrix R[i][j]
+(accuracy on task j after training task i), forgetting per task, and backward transfer for each, to
+runs/NAME/sequence.json.
 """
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
-from torch import nn
 
-from ..tasks.classification import ClassificationTask
+from ..config import dump_yaml, load_config
 from ..errors import ConfigError, TuneforgeError
-
-
-# ------------------------------------------------------------------ heads on a shared body
-
-class HeadTask(ClassificationTask):
-    """A classification task that reads its logits from columns [offset, offset + len(labels)) of a shared head."""
-
-    def __init__(self, *args: Any, offset: int = 0, heads: list[dict[str, Any]] | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.offset, self.heads = offset, heads or []
-
-    @classmethod
-    def wrap(cls, task: ClassificationTask, offset: int, heads: list[dict[str, Any]]) -> "HeadTask":
-        return cls(task.tokenizer, task.labels, task.text_col, task.label_col, task.max_length,
-                   multi_label=task.multi_label, label_smoothing=task.label_smoothing, offset=offset, heads=heads)
-
-    @property
-    def model_labels(self) -> list[str]:
-        """Every output of the shared head, named task:label (what the HF config's id2label holds)."""
-        if not self.heads:
-            return list(self.labels)
-        return [f"{h['name']}:{label}" for h in self.heads for label in h["labels"]]
-
-    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        full = super().logits(model, batch)  # (B, all heads' labels)
-        return full[:, self.offset:self.offset + len(self.labels)]
-
-    def metadata(self) -> dict[str, Any]:
-        return {**super().metadata(), "heads": self.heads, "offset": self.offset}
-
-
-def run_config(run_dir: Path) -> Any:
-    """The resolved Config a finished run was trained with."""
-    from ..runs import rundir
-    from ..config import load_config
-
-    rundir.require_run(run_dir)
-    raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    raw.pop("_provenance", None)
-    return load_config(None, base=raw)
-
-
-def run_meta(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "model" / "tuneforge.json"
-    if not path.exists():
-        raise TuneforgeError(f"`init_from` = {str(run_dir)!r} is not a finished run (no model/tuneforge.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def heads_for(cfg: Any, labels: list[str] | None = None) -> list[dict[str, Any]]:
-    """The heads of a run continued from `cfg.init_from`: the earlier run's heads, then this run's."""
-    prev_dir = Path(cfg.init_from)
-    meta = run_meta(prev_dir)
-    if meta.get("task", "classification") != "classification":
-        raise TuneforgeError(f"`init_from` = {cfg.init_from!r} is a {meta.get('task')} run; continuing with new "
-                             "heads is for classification runs")
-    prev = meta.get("heads") or [{"name": run_config(prev_dir).name, "labels": meta["labels"], "offset": 0,
-                                  "run": str(prev_dir)}]
-    names = {h["name"] for h in prev}
-    name = cfg.name if cfg.name not in names else f"{cfg.name}-{len(prev) + 1}"
-    offset = sum(len(h["labels"]) for h in prev)
-    return prev + [{"name": name, "labels": labels if labels is not None else [], "offset": offset,
-                    "run": str(cfg.run_dir)}]
-
-
-def continued_task(cfg: Any, task: ClassificationTask) -> HeadTask:
-    """This run's task as a new head appended after every head of the run it continues."""
-    if task.multi_label:
-        raise TuneforgeError("`init_from` with a multi-label task is not supported yet")
-    heads = heads_for(cfg, list(task.labels))
-    return HeadTask.wrap(task, heads[-1]["offset"], heads)
-
-
-def head_linear(model: nn.Module, n_out: int) -> tuple[nn.Module, str, nn.Linear]:
-    """(parent module, attribute, layer) of the final classification projection (n_out outputs)."""
-    found = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and module.out_features == n_out \
-                and any(part in ("classifier", "score", "out_proj") for part in name.split(".")):
-            found = name
-    if found is None:
-        raise TuneforgeError(f"cannot find the classification head ({n_out} outputs) of {type(model).__name__}")
-    parent_name, _, attr = found.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    return parent, attr, getattr(parent, attr)
-
-
-def grow_head(model: nn.Module, task: HeadTask) -> nn.Module:
-    """Append this task's rows to the shared head; earlier rows are copied unchanged."""
-    n_prev = task.offset
-    parent, attr, old = head_linear(model, n_prev)
-    new = nn.Linear(old.in_features, n_prev + len(task.labels), bias=old.bias is not None)
-    std = getattr(model.config, "initializer_range", 0.02)
-    with torch.no_grad():
-        new.weight.normal_(0.0, std)  # as Hugging Face initialises a fresh head
-        new.weight[:n_prev] = old.weight
-        if new.bias is not None:
-            new.bias.zero_()
-            new.bias[:n_prev] = old.bias
-    setattr(parent, attr, new.to(old.weight.device, old.weight.dtype))
-    labels = task.model_labels
-    model.config.num_labels = len(labels)
-    model.config.id2label = dict(enumerate(labels))
-    model.config.label2id = {label: i for i, label in enumerate(labels)}
-    if hasattr(model, "num_labels"):
-        model.num_labels = len(labels)
-    return model
-
-
-def continue_from(cfg: Any, task: HeadTask) -> nn.Module:
-    """The starting model of a continued run: the earlier run's weights (adapters merged) + a new head."""
-    from ..methods.base import get_method
-    from ..recipes.train import load_run
-
-    prev_dir = Path(cfg.init_from)
-    _, _, model = load_run(prev_dir)
-    model = get_method(run_meta(prev_dir)["method"]).merge(model).cpu()
-    model = grow_head(model, task)
-    if cfg.train.model_dropout is not None:
-        set_dropout(model, cfg.train.model_dropout)
-    model.train()
-    return model
-
-
-def set_dropout(model: nn.Module, p: float) -> None:
-    """Set every dropout layer of the body (models built before the config could say)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = p
+from ..runs import reading
+from ..runs.rundir import atomic_write_json
+from .train import train
 
 
 # ------------------------------------------------------------------ `tuneforge sequence`
@@ -185,8 +52,6 @@ def load_sequence(path: Path, overrides: list[str] | None = None) -> dict[str, A
 
 def stage_config(spec: dict[str, Any], index: int, variant: dict[str, Any], previous: Path | None) -> Any:
     """The Config of task `index` under one variant, continuing from `previous` (None for the first task)."""
-    from ..config import load_config
-
     entry = spec["tasks"][index]
     entry = {"config": entry} if isinstance(entry, str) else entry
     sets = {**(spec.get("set") or {}), **(entry.get("set") or {})}
@@ -215,8 +80,6 @@ def _yaml_value(v: Any) -> str:
 def run_sequence(spec: dict[str, Any], overwrite: bool = False, quiet: bool = False,
                  only: list[str] | None = None) -> dict[str, Any]:
     """Train every task in order under every variant; the first task is trained once and shared."""
-    from ..recipes.train import train
-
     out_dir = Path(spec.get("output_dir", "runs")) / spec["name"]
     first_cfg = stage_config({**spec, "variant": ""}, 0, {}, None)
     unknown = [v for v in only or [] if v not in spec["variants"]]
@@ -226,16 +89,14 @@ def run_sequence(spec: dict[str, Any], overwrite: bool = False, quiet: bool = Fa
         raise ConfigError([f"variant name {first_cfg.name!r} is also the first task's name; rename the variant"])
     variants = {k: v or {} for k, v in spec["variants"].items() if not only or k in only}
     plans = {name: plan_variant(spec, name, overrides, first_cfg) for name, overrides in variants.items()}
-    first = _train_or_reuse(first_cfg, overwrite, quiet, train)  # every config is valid before anything trains
+    first = _train_or_reuse(first_cfg, overwrite, quiet)  # every config is valid before anything trains
     report: dict[str, Any] = {"name": spec["name"], "tasks": [], "variants": {}}
     for name, configs in plans.items():
-        runs = [first] + [_train_or_reuse(cfg, overwrite, quiet, train) for cfg in configs]
+        runs = [first] + [_train_or_reuse(cfg, overwrite, quiet) for cfg in configs]
         report["variants"][name] = {"overrides": variants[name], **accuracy_matrix(runs),
                                     "runs": [str(r) for r in runs]}
     report["tasks"] = report["variants"][next(iter(variants))]["task_names"] if variants else []
     report["comparison"] = compare_variants(report["variants"])
-    from ..runs.rundir import atomic_write_json
-
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "sequence.json", report)
     return report
@@ -251,7 +112,7 @@ def plan_variant(spec: dict[str, Any], name: str, overrides: dict[str, Any], fir
     return configs
 
 
-def _train_or_reuse(cfg: Any, overwrite: bool, quiet: bool, train: Any) -> Path:
+def _train_or_reuse(cfg: Any, overwrite: bool, quiet: bool) -> Path:
     """Train, unless a finished run with the identical config is already there (the shared first task,
     re-runs after adding a variant). The sequence owns runs/NAME/, so a changed config retrains in place."""
     if not overwrite and _reusable(cfg):
@@ -270,10 +131,8 @@ def _reusable(cfg: Any) -> bool:
 
 def _same_config(cfg: Any) -> bool:
     """Equal after both pass through the current schema (a key added since, at its default, is no change)."""
-    from ..config import dump_yaml
-
     try:
-        stored = run_config(cfg.run_dir)
+        stored = reading.read_config(cfg.run_dir)
     except TuneforgeError:  # a key renamed or removed since: not the same run
         return False
     return yaml.safe_load(dump_yaml(stored)) == yaml.safe_load(dump_yaml(cfg))
@@ -285,9 +144,9 @@ def accuracy_matrix(runs: list[Path]) -> dict[str, Any]:
     names: list[str] = []
     matrix: list[list[float | None]] = []
     for i, run in enumerate(runs):
-        result = json.loads((run / "eval.json").read_text(encoding="utf-8"))
-        meta = run_meta(run)
-        heads = meta.get("heads") or [{"name": run_config(run).name}]
+        result = reading.read_eval(run)
+        meta = reading.read_meta(run)
+        heads = meta.get("heads") or [{"name": reading.read_config(run).name}]
         names = [h["name"] for h in heads] if len(heads) >= len(names) else names
         row: list[float | None] = [None] * n
         earlier = (result.get("forgetting") or {}).get("tasks", {})

@@ -1,7 +1,7 @@
 """The run directory: created only after the inputs are valid, never silently overwritten, locked while
 a process writes it, and every file in it written atomically (temp file, fsync, rename).
 
-`check` finds every reason to refuse a run directory without writing to it; the pipeline calls it before
+`check` finds every reason to refuse a run directory without writing to it; the train recipe calls it before
 loading anything, and `prepare` (called once every input check has passed) runs it again, then creates,
 reuses or replaces the directory. `--overwrite` replaces only a recognisable tuneforge run, never one
 holding a file the config reads, and replaces it by renames: the old run is moved aside, the new
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import TuneforgeError
+from .reading import is_tuneforge_config
 
 FINISHED_MARK = "eval.json"  # a run is complete once eval.json exists
 LOCK = ".lock"
@@ -28,7 +29,6 @@ RUN_ENTRIES = frozenset({"config.yaml", "data_audit.json", "metrics.jsonl", "eva
                          "curves.png", LOCK, "tb", "checkpoints", "model", "export"})
 # Files only a tuneforge run has; a directory with none of them is not recognisably a run.
 MARKERS = ("config.yaml", "data_audit.json", "metrics.jsonl", "eval.json", LOCK)
-MAX_CONFIG_BYTES = 1_000_000  # a resolved config.yaml is a few KB; a bigger one is not ours
 REPLACED = ".replaced-"  # `.NAME.replaced-PID`: an old run moved aside while --overwrite replaces it
 
 
@@ -93,7 +93,7 @@ def not_a_run(run_dir: Path) -> str:
     if not any(m in names for m in MARKERS):
         return "it has none of a run's files (config.yaml, metrics.jsonl, eval.json, .lock)"
     config = run_dir / "config.yaml"
-    if "config.yaml" in names and not _tuneforge_config(config):
+    if "config.yaml" in names and not is_tuneforge_config(config):
         return "its config.yaml was not written by tuneforge"
     return ""
 
@@ -102,19 +102,6 @@ def _ours(name: str) -> bool:
     """A top-level name tuneforge writes in a run directory (temp files of atomic writes included)."""
     return name in RUN_ENTRIES or (name.startswith("confusion_") and name.endswith(".png")) \
         or (name.startswith(".") and (name.endswith(".tmp") or name.startswith(".model.")))
-
-
-def _tuneforge_config(path: Path) -> bool:
-    """config.yaml as tuneforge writes it: a mapping with `_provenance` naming the tuneforge version."""
-    import yaml
-
-    try:
-        if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
-            return False
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
-    return isinstance(raw, dict) and isinstance(raw.get("_provenance"), dict) and "tuneforge" in raw["_provenance"]
 
 
 def input_inside(run_dir: Path, inputs: dict[str, str]) -> tuple[str, str] | None:
@@ -134,22 +121,30 @@ def in_use(run_dir: Path) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        if _try_lock(fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        return True
+    except OSError:
         return False
-    except OSError as e:
-        return e.errno in (errno.EAGAIN, errno.EACCES)
     finally:
         os.close(fd)
 
 
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock on `fd` without waiting; False when another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+
+
 def _check_parent(parent: Path) -> None:
     """output_dir exists (created if need be) and a directory can be made in it."""
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TuneforgeError(f"cannot create output directory {parent} ({e.strerror}); "
-                             "set output_dir to a writable place") from None
+    _mkdir(parent, "output directory")
     try:  # os.access says yes to root even where the file system refuses (sysfs, read-only mounts)
         os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".tuneforge-probe-"))
     except OSError:
@@ -157,12 +152,12 @@ def _check_parent(parent: Path) -> None:
             from None
 
 
-def _mkdir(run_dir: Path) -> None:
+def _mkdir(path: Path, what: str = "run directory") -> None:
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise TuneforgeError(f"cannot create run directory {run_dir} ({e.strerror}); "
-                             "set output_dir to a writable place") from None
+        raise TuneforgeError(f"cannot create {what} {path} ({e.strerror}); set output_dir to a writable place") \
+            from None
 
 
 def _sweep_replaced(run_dir: Path) -> None:
@@ -185,13 +180,9 @@ def lock(run_dir: Path) -> Iterator[None]:
     path = run_dir / ".lock"
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise TuneforgeError(f"{run_dir} is in use by another tuneforge process; wait for it to finish "
-                                     "or choose another name (name=NEW)") from None
-            raise
+        if not _try_lock(fd):
+            raise TuneforgeError(f"{run_dir} is in use by another tuneforge process; wait for it to finish "
+                                 "or choose another name (name=NEW)")
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield
@@ -231,16 +222,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def require_run(run_dir: Path) -> Path:
-    """A finished run directory, or an error that says what is wrong with the path."""
-    if not run_dir.is_dir():
-        raise TuneforgeError(f"run directory {run_dir} not found (train one with: tuneforge train CONFIG)")
-    if not (run_dir / "model").is_dir():
-        raise TuneforgeError(f"{run_dir} has no model/ (the run did not finish; resume it with --resume)")
-    return run_dir

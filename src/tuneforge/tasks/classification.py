@@ -1,24 +1,31 @@
 """Text classification: records → token ids → length-bucketed batches → loss, predictions, metrics.
 
 Binary, multi-class, and multi-label (a list of labels per record) with any Hugging Face encoder or
-decoder that has a sequence-classification head.
+decoder that has a sequence-classification head. A run continued from an earlier one (`init_from`) is a
+HeadTask: its labels are a slice of one head shared with the earlier tasks (tasks/heads.py).
 """
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.records import Record, is_blank, preview, preview_list, require_text
+from ..data.records import Record, is_blank, missing_column, preview, preview_list
+from ..errors import DataError, TuneforgeError, show
+from ..evaluation.metrics import CLASSIFICATION_DIRECTIONS, classification_metrics
+from ..models.anatomy import set_dropout
 from ..training.device import autocast
-from ..errors import DataError
-from ..evaluation.metrics import classification_metrics
+from .base import EarlierRun
+from .heads import grow_head, heads_for
+from .text import TextTask
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @dataclass
@@ -58,9 +65,7 @@ def label_names(r: Record, column: str) -> tuple[str, list[str]]:
     floats), a fraction is a score, not a class; true/false are "true"/"false", as JSON and a CSV cell of
     the same data spell them, and a kind of their own, so true and 1 are never one class by accident."""
     if column not in r.fields:
-        raise DataError(r.file, r.line, f"missing label column {preview(column)} (columns: "
-                        f"{preview_list(sorted(r.fields)) or 'none'})",
-                        f"set data.label to the label column or add {preview(column)}")
+        raise missing_column(r, column, "label column", f"set data.label to the label column or add {preview(column)}")
     value = r.fields[column]
     if not isinstance(value, list):
         kind, name = _single_label(r, column, value)
@@ -97,38 +102,90 @@ def _natural(name: str) -> tuple[int, Any]:
     return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)
 
 
-class ClassificationTask:
+class ClassificationTask(TextTask):
     name = "classification"
-    # What `evaluate` computes on validation data (early stopping picks one as val_<name>); `n` is a count.
-    validation_metrics = ("loss", "accuracy") + tuple(f"{m}_{avg}" for avg in ("macro", "micro", "weighted")
-                                                      for m in ("precision", "recall", "f1"))
+    headline = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+    primary_metric = "accuracy"
+    curve_metric = "f1_macro"
+    metrics = CLASSIFICATION_DIRECTIONS  # `n` (a count) is computed too, but is no metric
 
     def __init__(self, tokenizer: Any, labels: list[str], text_col: str, label_col: str,
                  max_length: int, multi_label: bool = False, label_smoothing: float = 0.0):
-        self.tokenizer, self.labels, self.multi_label = tokenizer, labels, multi_label
-        self.text_col, self.label_col, self.max_length = text_col, label_col, max_length
+        super().__init__(tokenizer, text_col, max_length, torch.float if multi_label else torch.long,
+                         "multi_label_classification" if multi_label else "single_label_classification")
+        self.labels, self.multi_label, self.label_col = labels, multi_label, label_col
         self.label_smoothing = label_smoothing
         self.index = {name: i for i, name in enumerate(labels)}
 
-    # ------------------------------------------------------------------ data
-    def encode(self, records: list[Record], split: str = "train") -> list[Example]:
-        require_text(records, self.text_col)
-        labels = [self._label(r, split) for r in records]
-        texts = [r.fields[self.text_col] for r in records]
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        return [Example(i, y, r.where) for i, y, r in zip(ids, labels, records)]
+    # ------------------------------------------------------------------ the config's questions
+    @classmethod
+    def stratify_column(cls, cfg: "Config") -> str | None:
+        return cfg.data.label
 
-    def encode_unlabelled(self, records: list[Record]) -> list[Example]:
-        """For prediction: text only; the label slot holds a placeholder that is never read."""
-        require_text(records, self.text_col)
-        ids = self.tokenizer([r.fields[self.text_col] for r in records], truncation=True,
-                             max_length=self.max_length)["input_ids"]
-        blank: Any = [0] * len(self.labels) if self.multi_label else 0
-        return [Example(i, blank, r.where) for i, r in zip(ids, records)]
+    @classmethod
+    def config_problems(cls, cfg: "Config") -> list[str]:
+        problems = []
+        if cfg.data.text == cfg.data.label:
+            problems.append(f"`data.text` and `data.label` both name the column {show(cfg.data.text)}: the model would "
+                            "read its answer; point data.text at the input text column")
+        for key, value in (("replay", cfg.forgetting.replay), ("ewc", cfg.forgetting.ewc)):
+            if value and not cfg.init_from:
+                problems.append(f"`forgetting.{key}` = {value} needs an earlier task to protect: set init_from: "
+                                "runs/<earlier run>")
+        return problems
+
+    @classmethod
+    def overfit_advice(cls, cfg: "Config | None") -> list[str]:
+        return ["try train.label_smoothing: 0.1"]
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_config(cls, cfg: "Config", tokenizer: Any, train_records: list[Record]) -> "ClassificationTask":
+        """Labels from the training data; continuing an earlier run (init_from), a new head beside its heads."""
+        labels, multi = label_set(train_records, cfg.data.label)
+        task = cls(tokenizer, labels, cfg.data.text, cfg.data.label, cfg.data.max_length,
+                   multi_label=multi, label_smoothing=cfg.train.label_smoothing)
+        if not cfg.init_from:
+            return task
+        if task.multi_label:
+            raise TuneforgeError("`init_from` with a multi-label task is not supported yet")
+        heads = heads_for(cfg, list(task.labels))
+        return HeadTask.wrap(task, heads[-1]["offset"], heads)
+
+    @classmethod
+    def from_saved(cls, cfg: "Config", tokenizer: Any, meta: dict[str, Any]) -> "ClassificationTask":
+        task = cls(tokenizer, meta["labels"], cfg.data.text, cfg.data.label, cfg.data.max_length,
+                   multi_label=meta.get("multi_label", False))
+        if meta.get("heads"):  # a continued run: one shared head, this task's slice of it
+            return HeadTask.wrap(task, meta["offset"], meta["heads"])
+        return task
 
     def metadata(self) -> dict[str, Any]:
         """What model/tuneforge.json must hold to rebuild this task at predict time."""
         return {"labels": self.labels, "multi_label": self.multi_label}
+
+    @property
+    def model_labels(self) -> list[str]:
+        return list(self.labels)
+
+    def continue_model(self, model: nn.Module, cfg: "Config") -> nn.Module:
+        """The earlier run's model with this task's rows appended to the shared head."""
+        model = grow_head(model, self)
+        if cfg.train.model_dropout is not None:
+            set_dropout(model, cfg.train.model_dropout)
+        model.train()
+        return model
+
+    # ------------------------------------------------------------------ data
+    def encode(self, records: list[Record], split: str = "train") -> list[Example]:
+        ids = self.token_ids(records)
+        labels = [self._label(r, split) for r in records]
+        return [Example(i, y, r.where) for i, y, r in zip(ids, labels, records)]
+
+    def encode_unlabelled(self, records: list[Record]) -> list[Example]:
+        """For prediction: text only; the label slot holds a placeholder that is never read."""
+        blank: Any = [0] * len(self.labels) if self.multi_label else 0
+        return [Example(i, blank, r.where) for i, r in zip(self.token_ids(records), records)]
 
     def _label(self, r: Record, split: str) -> Any:
         kind, names = label_names(r, self.label_col)
@@ -146,44 +203,6 @@ class ClassificationTask:
                 hot[self.index[n]] = 1
             return hot
         return self.index[names[0]]
-
-    def batches(self, examples: list[Example], batch_size: int, shuffle: bool = False,
-                seed: int = 0) -> list[list[int]]:
-        """Index lists per batch. Length-bucketed: similar lengths share a batch so little goes to padding."""
-        order = list(range(len(examples)))
-        rng = random.Random(seed)
-        if shuffle:
-            rng.shuffle(order)
-        chunk = batch_size * 32  # sort within chunks: keeps randomness across chunks
-        batches = []
-        for start in range(0, len(order), chunk):
-            part = sorted(order[start:start + chunk], key=lambda i: len(examples[i].ids))
-            batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
-        if shuffle:
-            rng.shuffle(batches)
-        return batches
-
-    def collate(self, examples: list[Example], idx: list[int], device: torch.device) -> dict[str, torch.Tensor]:
-        rows = [examples[i].ids for i in idx]
-        width = max(map(len, rows))
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, row in enumerate(rows):
-            ids[j, :len(row)] = torch.tensor(row)
-            mask[j, :len(row)] = 1
-        dtype = torch.float if self.multi_label else torch.long
-        labels = torch.tensor([examples[i].label for i in idx], dtype=dtype)
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device),
-                "n_real": mask.sum()}  # n_real stays on the CPU: counting tokens must not wait for the device
-
-    @staticmethod
-    def tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch["n_real"]
-
-    # ------------------------------------------------------------------ model
-    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = self.logits(model, batch).float()
@@ -239,3 +258,35 @@ class ClassificationTask:
                     label = self.labels[int(np.argmax(p))]
                 out[i] = {"label": label, "probs": dict(zip(self.labels, (round(v, 4) for v in p)))}
         return out
+
+
+class HeadTask(ClassificationTask):
+    """A classification task that reads its logits from columns [offset, offset + len(labels)) of a shared head."""
+
+    def __init__(self, *args: Any, offset: int = 0, heads: list[dict[str, Any]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.offset, self.heads = offset, heads or []
+
+    @classmethod
+    def wrap(cls, task: ClassificationTask, offset: int, heads: list[dict[str, Any]]) -> "HeadTask":
+        return cls(task.tokenizer, task.labels, task.text_col, task.label_col, task.max_length,
+                   multi_label=task.multi_label, label_smoothing=task.label_smoothing, offset=offset, heads=heads)
+
+    @property
+    def model_labels(self) -> list[str]:
+        """Every output of the shared head, named task:label (what the HF config's id2label holds)."""
+        if not self.heads:
+            return list(self.labels)
+        return [f"{h['name']}:{label}" for h in self.heads for label in h["labels"]]
+
+    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        full = super().logits(model, batch)  # (B, all heads' labels)
+        return full[:, self.offset:self.offset + len(self.labels)]
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "heads": self.heads, "offset": self.offset}
+
+    def earlier_runs(self) -> list[EarlierRun]:
+        """Every head before this task's, each read through its own slice of this model's shared head."""
+        return [EarlierRun(h["name"], h["run"], lambda task, offset=h["offset"]: HeadTask.wrap(task, offset, []))
+                for h in self.heads[:-1]]

@@ -1,8 +1,9 @@
-"""The training loop: one function, read top to bottom.
+"""The training loop: one function, read top to bottom: step, maybe evaluate, maybe checkpoint.
 
 AdamW with decoupled weight decay (not on biases and norms), warmup then linear/cosine decay, gradient
-accumulation and clipping, evaluation every N steps or per epoch, early stopping with best-weights
-restore, NaN/inf guard, and logging to metrics.jsonl + TensorBoard with a progress bar.
+accumulation and clipping, a NaN/inf guard, an out-of-memory fallback that halves the micro-batch, and
+logging to metrics.jsonl + TensorBoard with a progress bar. Evaluation, early stopping and the best
+weights live in training/validation.py; checkpoints in training/checkpoint.py.
 Everything that makes a step reproducible (batch order, RNG) derives from (seed, epoch, position),
 so a checkpoint holding the LoopState resumes exactly.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import torch
@@ -18,12 +19,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
-from ..training.device import autocast, seed_everything
 from ..errors import TuneforgeError
-from ..training.runlog import RunLog
+from .device import autocast, seed_everything
+from .runlog import RunLog
+from .validation import Validation
 
 
-class Task(Protocol):
+class Trainable(Protocol):
+    """What the loop needs of a task (a Task, or the forgetting guard's replay wrapper around one)."""
+
     def batches(self, examples: list[Any], batch_size: int, shuffle: bool = ..., seed: int = ...) -> list[list[int]]: ...
     def collate(self, examples: list[Any], idx: list[int], device: torch.device) -> dict[str, torch.Tensor]: ...
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
@@ -86,22 +90,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, plan: Plan, cfg: TrainConfi
     return get_scheduler(name, optimizer, num_warmup_steps=plan.warmup_steps, num_training_steps=plan.total_steps)
 
 
-COUNTS = ("val_n", "val_tokens")  # sizes of the validation set, not metrics to stop on
-
-
-def metric_mode(metric: str, mode: str) -> str:
-    if mode != "auto":
-        return mode
-    return "min" if "loss" in metric or "perplexity" in metric else "max"
-
-
-def improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
-    if best is None:
-        return True
-    return value < best - min_delta if mode == "min" else value > best + min_delta
-
-
-def accumulate(model: nn.Module, task: Task, train: list[Any], group: list[list[int]], device: torch.device,
+def accumulate(model: nn.Module, task: Trainable, train: list[Any], group: list[list[int]], device: torch.device,
                dtype: torch.dtype | None, regularizer: Callable[[], torch.Tensor] | None,
                split: int = 1) -> tuple[torch.Tensor, int]:
     """Forward and backward over one optimizer step's micro-batches; returns (mean loss, real tokens).
@@ -168,11 +157,14 @@ class FitResult:
     best_weights_restored: bool
 
 
-def fit(model: nn.Module, task: Task, train: list[Any], val: list[Any], cfg: TrainConfig, log: RunLog,
+def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg: TrainConfig, log: RunLog,
         device: torch.device, dtype: torch.dtype | None,
         regularizer: Callable[[], torch.Tensor] | None = None,
-        checkpointer: Any | None = None, eval_batch_size: int = 64) -> FitResult:
-    """Train `model` on `train` (task examples), evaluating on `val`; returns the final loop state."""
+        checkpointer: Any | None = None, eval_batch_size: int = 64,
+        directions: dict[str, str] | None = None) -> FitResult:
+    """Train `model` on `train` (task examples), evaluating on `val`; returns the final loop state.
+
+    `directions` (metric -> "min"/"max", the task's declared metrics) sets early stopping's mode: auto."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
         raise TuneforgeError("no trainable parameters: the method froze everything (check method.targets)")
@@ -180,116 +172,115 @@ def fit(model: nn.Module, task: Task, train: list[Any], val: list[Any], cfg: Tra
     optimizer = make_optimizer(params, cfg)
     scheduler = make_scheduler(optimizer, plan, cfg)
     state = LoopState()
-    best_weights: dict[str, torch.Tensor] | None = None
+    validation = Validation(task, val, cfg, log, device, dtype, eval_batch_size, params, directions)
     seed_everything(cfg.seed)
     if checkpointer is not None:  # exact resume: weights, optimizer, scheduler, RNG, LoopState, best weights
         resumed = checkpointer.restore(model, optimizer, scheduler)
         if resumed is not None:
-            state, best_weights = resumed.state, resumed.best_weights
+            state, validation.best_weights = resumed.state, resumed.best_weights
             log.restart_at(state.step)
-    es = cfg.early_stopping
-    mode = metric_mode(es.metric, es.mode)
     model.train()
-
-    bar = tqdm(total=plan.total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True,
-               disable=None)
-    t0, window_tokens, window_t0 = time.perf_counter(), 0, time.perf_counter()
+    meter = Meter(plan.total_steps, state.step, log)
+    t0 = time.perf_counter()
     while state.step < plan.total_steps and not state.stop_reason:
         # The epoch's batch order depends only on (seed, epoch): a resumed run sees the same batches.
         order = task.batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
         while state.micro < len(order) and state.step < plan.total_steps:
             group = order[state.micro:state.micro + cfg.grad_accum]
-            while True:
-                try:
-                    loss_t, step_tokens = accumulate(model, task, train, group, device, dtype, regularizer,
-                                                     state.micro_split)
-                    break
-                except RuntimeError as e:  # torch.cuda.OutOfMemoryError is a RuntimeError too
-                    if not is_oom(e):
-                        raise
-                optimizer.zero_grad(set_to_none=True)  # outside `except`: its frames hold the big tensors
-                state.micro_split = halve_micro_batch(state.micro_split, cfg, state.step + 1, log, device)
+            loss_t, step_tokens = forward_backward(model, task, train, group, device, dtype, regularizer, state,
+                                                   cfg, log, optimizer)
             state.micro += len(group)
-
-            # The NaN/inf guard looks at the gradients too: a finite loss can still give inf gradients.
-            # (max_norm=inf clips nothing: the clip factor clamps to exactly 1.0; a faulty step is zeroed below.)
-            norm = torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf)
-            step_loss, grad_norm = torch.stack([loss_t, norm.to(loss_t)]).tolist()  # the step's one sync
-            fault = numeric_fault(step_loss, grad_norm)
-            if fault:
-                optimizer.zero_grad(set_to_none=True)
-                if cfg.nan_policy == "skip" and state.skipped < cfg.max_skips:
-                    state.skipped += 1
-                    log.note(f"step {state.step + 1}: {fault}; batch skipped ({state.skipped}/{cfg.max_skips})")
-                    continue
-                last = checkpointer.latest() if checkpointer is not None else None
-                raise TuneforgeError(
-                    f"{fault} at step {state.step + 1} (epoch {state.epoch + 1}); lower train.lr, keep "
-                    "train.max_grad_norm set, or set train.nan_policy: skip; "
-                    + (f"the last good checkpoint is {last} (continue from it with --resume)" if last
-                       else "no checkpoint was written (set train.checkpoint_every)"))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.tokens += step_tokens
-            window_tokens += step_tokens
-            state.loss_sum, state.loss_n = state.loss_sum + step_loss, state.loss_n + 1
-            bar.update(1)
-
-            if state.step % cfg.log_every == 0 or state.step == plan.total_steps:
-                now = time.perf_counter()
-                tps = window_tokens / max(now - window_t0, 1e-9)
-                row = {"loss": state.loss_sum / state.loss_n, "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps,
-                       "grad_norm": grad_norm}
-                log.scalars(state.step, state.epoch + state.micro / len(order), "train", row)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{tps:,.0f}")
-                state.loss_sum, state.loss_n, window_tokens, window_t0 = 0.0, 0, 0, now
-
+            step_loss, grad_norm = step(params, optimizer, scheduler, loss_t, state, cfg, log, checkpointer)
+            stepped = step_loss is not None
             end_of_epoch = state.micro >= len(order)
-            if val and ((cfg.eval_every and state.step % cfg.eval_every == 0)
-                        or (not cfg.eval_every and end_of_epoch) or state.step == plan.total_steps):
-                metrics = task.evaluate(model, val, eval_batch_size, device, dtype)
-                record = {"step": state.step, "epoch": state.epoch + state.micro / len(order),
-                          "train_loss": step_loss, **{f"val_{k}": v for k, v in metrics.items()
-                                                      if isinstance(v, (int, float))}}
-                state.history.append(record)
-                log.scalars(state.step, record["epoch"], "val",
-                            {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "n"})
-                value = record.get(es.metric)
-                if value is None:  # the pipeline checks this before a run starts; fit's other callers get it here
-                    choices = [k for k in record if k.startswith("val_") and k not in COUNTS]
-                    raise TuneforgeError(f"`train.early_stopping.metric` = {es.metric!r} is not computed; "
-                                         f"choose one of {', '.join(choices)}")
-                if improved(value, state.best_metric, mode, es.min_delta):
-                    state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
-                    best_weights = {n: p.detach().clone() for n, p in params}
-                else:
-                    state.bad_evals += 1
-                    if es.patience and state.bad_evals >= es.patience:
-                        state.stop_reason = (f"early stop at step {state.step}: {es.metric} did not improve "
-                                             f"for {state.bad_evals} evaluations (best {state.best_metric:.4f} "
-                                             f"at step {state.best_step})")
-            if checkpointer is not None and checkpointer.due(state.step, end_of_epoch, plan.total_steps):
+            epoch = state.epoch + state.micro / len(order)
+            if stepped:
+                state.tokens += step_tokens
+                meter.step(state, epoch, step_loss, grad_norm, step_tokens, scheduler.get_last_lr()[0],
+                           state.step % cfg.log_every == 0 or state.step == plan.total_steps)
+            if validation.due(state.step, stepped, end_of_epoch, plan.total_steps):
+                validation.run(model, state, epoch, step_loss)
+            if checkpointer is not None and (checkpointer.due(state.step, end_of_epoch, plan.total_steps) if stepped
+                                             else end_of_epoch and bool(cfg.checkpoint_every)):
                 checkpointer.save(model, optimizer, scheduler, state, is_best=state.best_step == state.step,
-                                  best_weights=best_weights)
+                                  best_weights=validation.best_weights)
             if state.stop_reason:
                 break
         if state.micro >= len(order):
             state.epoch, state.micro = state.epoch + 1, 0
-    bar.close()
-
-    restored = False
-    if cfg.early_stopping.restore_best and best_weights is not None and state.best_step != state.step:
-        with torch.no_grad():
-            for n, p in params:
-                p.copy_(best_weights[n])
-        restored = True
-        log.note(f"restored the best weights (step {state.best_step}, {es.metric} {state.best_metric:.4f})")
+    meter.close()
+    restored = validation.restore_best(state)
     if state.stop_reason:
         log.note(state.stop_reason)
     return FitResult(state, plan, time.perf_counter() - t0, restored)
 
 
-def state_dict(state: LoopState) -> dict[str, Any]:
-    return asdict(state)
+def forward_backward(model: nn.Module, task: Trainable, train: list[Any], group: list[list[int]],
+                     device: torch.device, dtype: torch.dtype | None,
+                     regularizer: Callable[[], torch.Tensor] | None, state: LoopState, cfg: TrainConfig,
+                     log: RunLog, optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, int]:
+    """`accumulate` over one optimizer step's micro-batches; after an out-of-memory, again with each
+    micro-batch cut in two (the effective batch stays the same), until it fits or a micro-batch is 1."""
+    while True:
+        try:
+            return accumulate(model, task, train, group, device, dtype, regularizer, state.micro_split)
+        except RuntimeError as e:  # torch.cuda.OutOfMemoryError is a RuntimeError too
+            if not is_oom(e):
+                raise
+        optimizer.zero_grad(set_to_none=True)  # outside `except`: its frames hold the big tensors
+        state.micro_split = halve_micro_batch(state.micro_split, cfg, state.step + 1, log, device)
+
+
+def step(params: list[tuple[str, nn.Parameter]], optimizer: torch.optim.Optimizer, scheduler: Any,
+         loss_t: torch.Tensor, state: LoopState, cfg: TrainConfig, log: RunLog,
+         checkpointer: Any | None) -> tuple[float | None, float]:
+    """Clip, check for NaN/inf and take the optimizer step; returns (loss, gradient norm), with loss None
+    when the batch was skipped (train.nan_policy: skip). A fault beyond the skips allowed is an error."""
+    # The NaN/inf guard looks at the gradients too: a finite loss can still give inf gradients.
+    # (max_norm=inf clips nothing: the clip factor clamps to exactly 1.0; a faulty step is zeroed below.)
+    norm = torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf)
+    step_loss, grad_norm = torch.stack([loss_t, norm.to(loss_t)]).tolist()  # the step's one sync
+    fault = numeric_fault(step_loss, grad_norm)
+    if fault:
+        optimizer.zero_grad(set_to_none=True)
+        if cfg.nan_policy == "skip" and state.skipped < cfg.max_skips:
+            state.skipped += 1
+            log.note(f"step {state.step + 1}: {fault}; batch skipped ({state.skipped}/{cfg.max_skips})")
+            return None, grad_norm
+        last = checkpointer.latest() if checkpointer is not None else None
+        raise TuneforgeError(
+            f"{fault} at step {state.step + 1} (epoch {state.epoch + 1}); lower train.lr, keep "
+            "train.max_grad_norm set, or set train.nan_policy: skip; "
+            + (f"the last good checkpoint is {last} (continue from it with --resume)" if last
+               else "no checkpoint was written (set train.checkpoint_every)"))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    return step_loss, grad_norm
+
+
+class Meter:
+    """The progress bar and the logged training rows: mean loss since the last row, tokens/s, lr, grad norm."""
+
+    def __init__(self, total: int, done: int, log: RunLog):
+        self.log = log
+        self.bar = tqdm(total=total, initial=done, desc="train", unit="step", dynamic_ncols=True, disable=None)
+        self.tokens, self.t0 = 0, time.perf_counter()
+
+    def step(self, state: LoopState, epoch: float, loss: float, grad_norm: float, tokens: int, lr: float,
+             log_now: bool) -> None:
+        self.tokens += tokens
+        state.loss_sum, state.loss_n = state.loss_sum + loss, state.loss_n + 1
+        self.bar.update(1)
+        if not log_now:
+            return
+        now = time.perf_counter()
+        tps = self.tokens / max(now - self.t0, 1e-9)
+        row = {"loss": state.loss_sum / state.loss_n, "lr": lr, "tokens_per_s": tps, "grad_norm": grad_norm}
+        self.log.scalars(state.step, epoch, "train", row)
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{tps:,.0f}")
+        state.loss_sum, state.loss_n, self.tokens, self.t0 = 0.0, 0, 0, now
+
+    def close(self) -> None:
+        self.bar.close()

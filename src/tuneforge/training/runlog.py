@@ -1,4 +1,6 @@
-"""What a run writes while it trains: metrics.jsonl (one line per logged step) and TensorBoard scalars."""
+"""What a run writes while it trains: metrics.jsonl (one line per logged step) and TensorBoard scalars.
+
+runs/reading.py reads metrics.jsonl back."""
 from __future__ import annotations
 
 import json
@@ -58,10 +60,3 @@ class RunLog:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -22,8 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-BLOCK_LISTS = ("layers", "layer", "h", "blocks", "block")  # where HF models keep their transformer blocks
-
+from ..models.anatomy import transformer_blocks
 
 def lean_frozen_weights(model: nn.Module, dtype: torch.dtype | None, everything: bool = False) -> int:
     """Cast frozen weights to the autocast dtype; returns the bytes saved.
@@ -57,16 +56,6 @@ def lean_lora_inputs(model: nn.Module) -> int:
     return len(layers)
 
 
-def transformer_blocks(model: nn.Module) -> nn.ModuleList | None:
-    """The model's list of transformer blocks (the largest ModuleList named like one), if any."""
-    best: nn.ModuleList | None = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in BLOCK_LISTS and len(module) > 0:
-            if best is None or len(module) > len(best):
-                best = module
-    return best
-
-
 def compile_blocks(model: nn.Module, mode: str | None = None) -> int:
     """torch.compile each transformer block in place (`mode` as torch.compile's); returns how many."""
     blocks = transformer_blocks(model)
@@ -93,7 +82,7 @@ def optimize_for_training(model: nn.Module, method: Any, device: torch.device, d
     notes = []
     if dtype is not None and lean_lora_inputs(model):
         notes.append("speed: LoRA inputs stay in the autocast dtype (no fp32 round trip per layer)")
-    if getattr(method, "frozen_base", False) and device.type == "cuda":
+    if method.frozen_base and device.type == "cuda":
         saved = lean_frozen_weights(model, dtype)
         if saved:
             notes.append(f"speed: frozen base weights stored in {str(dtype).split('.')[-1]} "

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
-from ..vetting import leakage
-from ..vetting import privacy
 from ..data.records import Record
 from ..errors import TuneforgeError
+from . import leakage, privacy
 
 MAX_PAIRS = 1000  # pairs kept in the audit dict; counts stay exact
 
@@ -51,6 +50,15 @@ def audit(splits: Mapping[str, Sequence[Record]], columns: Sequence[str], pii_mo
     result["leakage"]["dropped"] = {n: len(redacted[n]) - len(out[n]) for n in out if len(out[n]) != len(redacted[n])}
     result["splits"] = {name: len(recs) for name, recs in out.items()}
     return out, result
+
+
+def vet(splits: Mapping[str, Sequence[Record]], cfg: Any, task: Any) -> tuple[dict[str, list[Record]], dict[str, Any]]:
+    """The audit under the config's policies, on the columns the task names (PII: everything it reads or
+    writes out; leakage: its inputs)."""
+    lk = cfg.leakage
+    return audit(splits, task.pii_columns(cfg), cfg.privacy.pii, lk.policy, lk.threshold, ngram=lk.ngram,
+                 group_column=cfg.data.group, shingle=lk.shingle, ngram_share=lk.ngram_share,
+                 leak_columns=task.leakage_columns(cfg))
 
 
 def scan_splits(splits: Mapping[str, Sequence[Record]], columns: Sequence[str], mode: str
