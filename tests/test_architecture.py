@@ -215,6 +215,34 @@ def test_the_allow_list_has_no_stale_entries() -> None:
         assert module in MODULES and any(snippet in line for line in MODULES[module].lines), (module, snippet)
 
 
+def test_every_registered_task_and_method_declares_what_others_ask() -> None:
+    """A registry line is all a new task or method needs: the class behind it says the rest, and the config
+    accepts exactly the registered names."""
+    import typing
+
+    from tuneforge.config import Config, MethodConfig
+    from tuneforge.methods import REGISTRY as METHODS
+    from tuneforge.methods import method_class
+    from tuneforge.methods.base import FULL_WEIGHT, PARAMETER_EFFICIENT, Method
+    from tuneforge.tasks import REGISTRY as TASKS
+    from tuneforge.tasks import task_class
+    from tuneforge.tasks.base import Task
+
+    for name in TASKS:
+        cls = task_class(name)
+        assert issubclass(cls, Task) and cls.name == name
+        assert cls.headline and set(cls.metrics.values()) <= {"min", "max"} and "loss" in cls.metrics
+        assert cls.primary_metric in cls.headline and cls.peft_task_type and cls.auto_class.startswith("AutoModelFor")
+    for name in METHODS:
+        cls = method_class(name)
+        assert issubclass(cls, Method) and cls.name == name
+        assert cls.family in (FULL_WEIGHT, PARAMETER_EFFICIENT) and cls.default_lr > 0
+        assert not (cls.saves_full_model and cls.frozen_base)  # an adapter on a frozen base is not a full model
+    hints = typing.get_type_hints(Config), typing.get_type_hints(MethodConfig)
+    assert typing.get_args(hints[0]["task"]) == tuple(TASKS)
+    assert typing.get_args(hints[1]["name"]) == tuple(METHODS)
+
+
 def test_the_checks_catch_what_they_look_for(tmp_path: Path) -> None:
     """The detectors themselves: a planted cycle, a long function, a name branch and a bare package."""
     pkg = tmp_path / "tuneforge"

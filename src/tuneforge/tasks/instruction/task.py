@@ -1,12 +1,13 @@
 """The instruction task: chat-formatted causal-LM fine-tuning with a loss mask, and generation.
 
-Records become conversations and token ids with labels (formatting.py); batches are length-bucketed and
-right-padded, or packed into shared rows (data.packing: true); the loss runs the body, then the lm_head only on
-supervised positions (lm.py). Unpacked (false), little goes to padding either. `auto` packs only for
+Records become conversations and token ids with labels (formatting.py). Batches are packed into shared rows
+(data.packing: true) or length-bucketed and right-padded (false), so little goes to padding either way;
+the loss runs the body, then the lm_head only on supervised positions (lm.py). `auto` packs only for
 flash-attention kernels, which attend within each packed example; sdpa and eager attend over the whole row
 (masked), so a packed row's attention costs grow with the row, not the example: SmolLM2 LoRA on 2 CPU cores,
 8 support-bot examples (~95 tokens) per batch, max_length 512: 202 tokens/s packed, 321-389 bucketed.
-Evaluation adds generation metrics on test splits; generation goes through evaluation/generation.py.
+`train.batch_size` counts examples either way. Evaluation adds generation metrics on test splits;
+generation goes through evaluation/generation.py.
 """
 from __future__ import annotations
 
