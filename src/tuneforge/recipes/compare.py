@@ -299,7 +299,7 @@ def _child_main(cfg_path: str, result_path: str) -> int:
 
 
 def make_row(cfg: Config, method: str, size: int, measured: dict[str, Any]) -> dict[str, Any]:
-    results = json.loads((cfg.run_dir / "eval.json").read_text(encoding="utf-8"))
+    results = reading.read_eval(cfg.run_dir)
     t = results["training"]
     final = results["final"]
     split = "test" if "test" in final else "validation"
