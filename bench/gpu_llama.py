@@ -131,12 +131,14 @@ def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: i
     so the residual stream runs in bf16), graphs (CUDA graphs per compiled block), body (one compiled body).
     """
     from tuneforge.config import EarlyStoppingConfig, MethodConfig, TrainConfig
-    from tuneforge.device import autocast_dtype
-    from tuneforge.instruction import (FALLBACK_TEMPLATE, IGNORE, Example, Formatting, InstructionTask,
-                                       body_and_head)
-    from tuneforge.loop import fit
     from tuneforge.methods import get_method
-    from tuneforge.speed import lean_frozen_weights, optimize_for_training
+    from tuneforge.models.anatomy import body_and_head
+    from tuneforge.tasks.instruction.formatting import FALLBACK_TEMPLATE, Formatting
+    from tuneforge.tasks.instruction.lm import IGNORE
+    from tuneforge.tasks.instruction.task import Example, InstructionTask
+    from tuneforge.training.device import autocast_dtype
+    from tuneforge.training.loop import fit
+    from tuneforge.training.speed import lean_frozen_weights, optimize_for_training
 
     model = build_model(shape, device)
     flops = flops_per_token(model, shape, method_name)
@@ -152,7 +154,7 @@ def run_tuneforge(shape: dict[str, Any], method_name: str, steps: int, warmup: i
     if variant == "bf16":  # embeddings and norms too: the residual stream runs in bf16
         notes.append(f"bench: {lean_frozen_weights(model, dtype, everything=True) / 2 ** 20:,.0f} MiB more in bf16")
     if variant == "graphs":  # CUDA graphs around each compiled block (no launch gaps inside a block)
-        from tuneforge.speed import compile_blocks
+        from tuneforge.training.speed import compile_blocks
 
         notes.append(f"bench: torch.compile(mode='reduce-overhead') on {compile_blocks(model, 'reduce-overhead')} blocks")
     elif variant == "body":  # one graph for the whole transformer body instead of one per block

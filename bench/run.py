@@ -89,9 +89,9 @@ def run_hf(case: str, method: str, out: Path) -> dict[str, Any]:
     from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, DataCollatorForSeq2Seq,
                               DataCollatorWithPadding, Trainer, TrainingArguments)
 
-    from tuneforge import models
-    from tuneforge.data import read_records
-    from tuneforge.device import cpu_has_fast_bf16
+    from tuneforge.models import loading as models
+    from tuneforge.data.records import read_records
+    from tuneforge.training.device import cpu_has_fast_bf16
 
     hp = HP[case]
     paths = make_data() if case == "classification" else instruction_paths()

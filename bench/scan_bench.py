@@ -3,7 +3,7 @@
     .venv/bin/python bench/scan_bench.py                 # 100,000 records, train/test 90/10
     .venv/bin/python bench/scan_bench.py --n 20000 --presidio 2000   # also compare with Presidio
 
-Records come from tuneforge.pii_corpus (3% carry planted PII); 1% of the test split is copied from
+Records come from tests/pii_corpus.py (3% carry planted PII); 1% of the test split is copied from
 train with small edits so that the leakage path does real work. Prints records/s per phase.
 `--presidio N` scores Presidio's pattern recognizers (offline) and tuneforge's detectors on N planted
 samples per type and the PII-free corpus: recall per type, false positives per 10k tokens, texts/s.
@@ -16,10 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # pii_corpus: the test-only corpus generator
 
-from tuneforge import audit, leakage, pii_corpus, privacy  # noqa: E402
-from tuneforge.data import Record  # noqa: E402
+import pii_corpus  # noqa: E402
+from tuneforge.vetting import audit, leakage, privacy  # noqa: E402
+from tuneforge.data.records import Record  # noqa: E402
 
 
 def make_splits(n: int, seed: int = 0) -> dict[str, list[Record]]:

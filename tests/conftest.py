@@ -15,7 +15,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_tokenizer():
-    from tuneforge import models
+    from tuneforge.models import loading as models
 
     return models.load_tokenizer(models.resolve("minilm"))
 

@@ -23,7 +23,7 @@ FILLER = ["the", "kettle", "was", "very", "it", "is", "lamp", "really"]
 @functools.lru_cache(maxsize=1)
 def minilm_tokenizer() -> Any:
     """The embedded MiniLM (BERT WordPiece) tokenizer: real vocabulary, loads from local disk."""
-    from tuneforge import models
+    from tuneforge.models import loading as models
 
     return models.load_tokenizer(models.resolve("minilm"))
 

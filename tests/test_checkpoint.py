@@ -15,12 +15,14 @@ import pytest
 import torch
 from torch import nn
 
-from tuneforge import checkpoint as ckpt
-from tuneforge.checkpoint import Checkpointer, decode, encode, truncate_metrics
+from tuneforge.training import checkpoint as ckpt
+from tuneforge.training.checkpoint import Checkpointer, truncate_metrics
+from tuneforge.training.treecodec import decode, encode
 from tuneforge.config import EarlyStoppingConfig, TrainConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.loop import fit, make_optimizer, make_plan, make_scheduler
-from tuneforge.runlog import RunLog, read_metrics
+from tuneforge.training.loop import fit, make_optimizer, make_plan, make_scheduler
+from tuneforge.runs.reading import read_metrics
+from tuneforge.training.runlog import RunLog
 
 
 class Crash(Exception):
@@ -311,7 +313,7 @@ def test_state_encoding_round_trips_exactly() -> None:
     model(torch.randn(2, 4)).sum().backward()
     opt.step()
     sched.step()
-    from tuneforge.device import rng_state
+    from tuneforge.training.device import rng_state
 
     tree = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state(),
             "misc": {1: (2.5, None, float("inf")), "np": np.int64(3)}}
@@ -362,6 +364,20 @@ def test_nan_policy_skip_skips_up_to_max(tmp_path: Path) -> None:
     assert res.state.skipped == 2 and sum("batch skipped" in n for n in notes) == 2
     with pytest.raises(TuneforgeError, match="at step"):
         run(tmp_path / "b", cfg, ToyTask(nan_at={3, 5, 8}), checkpoints=False)
+
+
+def test_skipped_last_batch_of_an_epoch_still_validates_and_checkpoints(tmp_path: Path) -> None:
+    """A skipped batch advances the epoch like any other: when it is the epoch's last one, that epoch's
+    validation and checkpoint still happen (the skip once jumped past both)."""
+    cfg = cfg_for(eval_every=None, checkpoint_every=100, keep_checkpoints=10, nan_policy="skip")
+    _, res, notes = run(tmp_path / "r", cfg, ToyTask(nan_at={10}, jitter=False))  # 10 batches an epoch
+    assert res.state.skipped == 1 and any("step 10: loss became nan; batch skipped" in n for n in notes)
+    ends = [(h["step"], h["epoch"]) for h in res.state.history]
+    assert ends[:3] == [(9, 1.0), (19, 2.0), (29, 3.0)]  # every epoch end validated, the first after 9 steps
+    assert res.state.history[0]["train_loss"] is None  # the skipped step had no usable loss
+    assert (tmp_path / "r" / "checkpoints" / "step-9" / "state.json").exists()
+    resumed = json.loads((tmp_path / "r" / "checkpoints" / "step-9" / "state.json").read_text())
+    assert (resumed["epoch"], resumed["micro"]) == (0, 10)  # the position after the skipped batch
 
 
 class OomOnce(nn.Module):
@@ -466,7 +482,7 @@ def test_other_safetensors_errors_are_not_mistaken_for_a_full_disk(tmp_path: Pat
 def test_pickle_weights_refused_unless_allowed(tmp_path: Path) -> None:
     from helpers_tiny import make_tiny_bert
 
-    from tuneforge import models
+    from tuneforge.models import loading as models
 
     d = make_tiny_bert(tmp_path / "pickled", safe=False)
     assert (d / "pytorch_model.bin").exists()
@@ -488,9 +504,9 @@ def test_lora_checkpoint_holds_only_trainable_parameters(tmp_path: Path) -> None
     from helpers_tiny import make_tiny_bert
     from safetensors.torch import load_file
 
-    from tuneforge import models
+    from tuneforge.models import loading as models
     from tuneforge.config import MethodConfig
-    from tuneforge.loop import LoopState
+    from tuneforge.training.loop import LoopState
     from tuneforge.methods import get_method
 
     src = models.resolve(str(make_tiny_bert(tmp_path / "bert")))

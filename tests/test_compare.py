@@ -9,9 +9,9 @@ import pytest
 
 from helpers_tiny import sentiment_rows, tiny_train_config, write_jsonl, write_config
 from tuneforge.cli import main
-from tuneforge.compare import compare, parse_methods, parse_sizes, stratified_order
+from tuneforge.recipes.compare import compare, parse_methods, parse_sizes, stratified_order
 from tuneforge.config import load_config
-from tuneforge.data import Record
+from tuneforge.data.records import Record
 from tuneforge.errors import TuneforgeError
 
 ROW_KEYS = {"method", "size", "trainable_params", "trainable_pct", "peak_mem_mb", "train_s", "tokens_per_s",
@@ -86,7 +86,7 @@ def test_compare_arguments_are_checked():
 
 
 def test_derived_runs_give_peft_methods_more_steps_and_fewer_validations(tiny_cfg, tmp_path):
-    from tuneforge.compare import EVALS, MIN_STEPS, PEFT_MIN_STEPS, DataPlan, derive
+    from tuneforge.recipes.compare import EVALS, MIN_STEPS, PEFT_MIN_STEPS, DataPlan, derive
 
     cfg = load_config(None, base=tiny_cfg)  # batch 8, 1 epoch, no eval_every
     plan = DataPlan({16: tmp_path / "train-16.jsonl"}, None, None, 16)  # 2 steps per epoch

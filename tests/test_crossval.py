@@ -9,8 +9,8 @@ import pytest
 from helpers_tiny import make_tiny_bert, sentiment_rows, tiny_train_config, write_jsonl
 
 from tuneforge.config import load_config
-from tuneforge.crossval import cross_validate, fold_indices, fold_splits, summarize
-from tuneforge.data import Record
+from tuneforge.recipes.crossval import cross_validate, fold_indices, fold_splits, summarize
+from tuneforge.data.records import Record
 from tuneforge.errors import TuneforgeError
 
 

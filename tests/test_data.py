@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tuneforge.classification import ClassificationTask, label_set
-from tuneforge.data import Record, read_records, require_text
+from tuneforge.tasks.classification import ClassificationTask, label_set
+from tuneforge.data.records import Record, read_records, require_text
 from tuneforge.errors import DataError
-from tuneforge.splits import carve, kfold, load_splits
+from tuneforge.data.splits import carve, kfold, load_splits
 
 ROWS = [{"text": "good kettle", "label": "pos"}, {"text": "bad kettle", "label": "neg"}]
 
@@ -219,7 +219,7 @@ def _fifo_feed(tmp_path, name, total):
 @pytest.mark.parametrize("name", ["stream.jsonl", "stream.csv"])
 def test_a_line_without_end_is_refused_after_max_line_bytes(tmp_path, name):
     """Reading stops at MAX_LINE_BYTES + 1: a 5 GB file without newlines is never read whole."""
-    from tuneforge import data
+    from tuneforge.data import records as data
 
     path, thread, written = _fifo_feed(tmp_path, name, 40 * data.MAX_LINE_BYTES)
     with pytest.raises(DataError, match=r"stream\.\w+:1: line is over 1,000,000 bytes long"):
@@ -240,7 +240,7 @@ def _parquet(path, rows):
 def test_total_size_is_bounded_and_limit_reads_less(tmp_path, monkeypatch, kind):
     from datasets import Dataset
 
-    from tuneforge import data
+    from tuneforge.data import records as data
 
     rows = [{"text": f"record number {i} " + "w" * 80, "label": "ab"[i % 2]} for i in range(1000)]
     path = tmp_path / f"d.{kind}"
@@ -358,7 +358,7 @@ def test_compare_takes_data_limit_like_train(tmp_path):
     train (it carved validation off all 1,200 and trained on 40)."""
     from conftest import toy_rows, write_jsonl
 
-    from tuneforge.compare import write_subsets
+    from tuneforge.recipes.compare import write_subsets
     from tuneforge.config import load_config
 
     train = write_jsonl(tmp_path / "train.jsonl", toy_rows(1200))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tuneforge.config import load_config
-from tuneforge.diagnosis import diagnose, summary_lines
+from tuneforge.guards.diagnosis import diagnose, summary_lines
 
 
 def train_rows(losses: list[float], every: int = 10, grad_norms: list[float] | None = None) -> list[dict[str, Any]]:
@@ -160,7 +160,7 @@ def _minilm_config(tmp_path: Path, name: str, **train: Any) -> Any:
 @pytest.mark.slow
 def test_real_tiny_data_many_epochs_is_overfitting(tmp_path: Path) -> None:
     """30 reviews, full fine-tuning at a constant high lr for 8 epochs: memorised, validation loss climbs."""
-    from tuneforge.pipeline import train
+    from tuneforge.recipes.train import train
 
     out = train(_minilm_config(tmp_path, "overfit", epochs=8, lr=3e-4, scheduler="constant", eval_every=4),
                 quiet=True)
@@ -173,7 +173,7 @@ def test_real_tiny_data_many_epochs_is_overfitting(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_real_tiny_lr_is_underfitting(tmp_path: Path) -> None:
     """lr 1e-7: the loss does not move and the model predicts at the majority rate."""
-    from tuneforge.pipeline import train
+    from tuneforge.recipes.train import train
 
     out = train(_minilm_config(tmp_path, "underfit", epochs=2, lr=1e-7), quiet=True)
     d = out.eval["diagnosis"]

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuneforge import ewc
+from tuneforge.guards import ewc
 from tuneforge.config import TrainConfig
-from tuneforge.loop import fit
-from tuneforge.runlog import RunLog
+from tuneforge.training.loop import fit
+from tuneforge.training.runlog import RunLog
 
 
 def toy_model(seed: int = 0) -> nn.Module:

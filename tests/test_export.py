@@ -11,7 +11,8 @@ from helpers_tiny import make_tiny_llama, sentiment_rows, tiny_train_config, wri
 from tuneforge.cli import main
 from tuneforge.config import MethodConfig, load_config
 from tuneforge.methods import get_method
-from tuneforge.pipeline import load_run, train
+from tuneforge.recipes.inference import load_run
+from tuneforge.recipes.train import train
 
 TEXTS = ["great love it", "awful broken refund", "it arrived, okay"]
 
@@ -74,7 +75,7 @@ def test_export_refuses_to_overwrite_a_foreign_directory(runs, tmp_path, capsys)
 def test_causal_lm_merge_loads_with_auto_model_for_causal_lm(tmp_path, minilm_tokenizer, name):
     from transformers import AutoModelForCausalLM
 
-    from tuneforge import models
+    from tuneforge.models import loading as models
 
     torch.manual_seed(0)
     base_dir = make_tiny_llama(tmp_path / "llama")

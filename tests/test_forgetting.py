@@ -12,12 +12,18 @@ import torch
 from helpers_tiny import make_tiny_bert, make_tiny_llama, minilm_tokenizer, sentiment_rows, tiny_train_config, \
     write_jsonl
 
-from tuneforge import models
-from tuneforge.classification import ClassificationTask
+from tuneforge.models import loading as models
+from tuneforge.tasks.classification import ClassificationTask
 from tuneforge.config import load_config
 from tuneforge.errors import ConfigError, TuneforgeError
-from tuneforge.forgetting import EmbeddingProbe, LMProbe, ReplayItem, ReplayTask, TextLM, change, load_reference
-from tuneforge.sequence import HeadTask, accuracy_matrix, grow_head
+from tuneforge.data.reference import load_reference
+from tuneforge.guards.forgetting import change
+from tuneforge.guards.probes import EmbeddingProbe, LMProbe
+from tuneforge.guards.replay import ReplayItem, ReplayTask
+from tuneforge.recipes.sequence import accuracy_matrix
+from tuneforge.tasks.classification import HeadTask
+from tuneforge.tasks.heads import grow_head
+from tuneforge.tasks.textlm import TextLM
 
 
 # ------------------------------------------------------------------ reference data
@@ -197,7 +203,8 @@ def topic_rows(n: int, seed: int) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_continued_runs_measure_and_mitigate_forgetting(tmp_path: Path) -> None:
-    from tuneforge.pipeline import load_run, predict_run, train
+    from tuneforge.recipes.inference import load_run, predict_run
+    from tuneforge.recipes.train import train
 
     model = make_tiny_bert(tmp_path / "bert")
     a_train = write_jsonl(tmp_path / "a.jsonl", sentiment_rows(48, 0))

@@ -14,11 +14,11 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tuneforge.classification import label_set
+from tuneforge.tasks.classification import label_set
 from tuneforge.config import Config, load_config
-from tuneforge.data import read_records, require_text
+from tuneforge.data.records import read_records, require_text
 from tuneforge.errors import TuneforgeError
-from tuneforge.splits import carve
+from tuneforge.data.splits import carve
 
 # TUNEFORGE_FUZZ_EXAMPLES=5000 for a long hunt; the default keeps the suite fast
 FUZZ = settings(max_examples=int(os.environ.get("TUNEFORGE_FUZZ_EXAMPLES", "80")), deadline=None, database=None,

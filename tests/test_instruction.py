@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from tuneforge.config import load_config
-from tuneforge.data import Record
+from tuneforge.data.records import Record
 from tuneforge.errors import DataError
-from tuneforge.instruction import (FALLBACK_TEMPLATE, IGNORE, InstructionTask, chunked_cross_entropy, fit_window,
+from tuneforge.tasks.instruction.task import (FALLBACK_TEMPLATE, IGNORE, InstructionTask, chunked_cross_entropy, fit_window,
                                    pack_rows, packing_probe, supervised_positions)
 
 SMOL_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
@@ -26,7 +26,7 @@ SMOL_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, 
 
 @pytest.fixture(scope="module")
 def smol_tok():
-    from tuneforge import models
+    from tuneforge.models import loading as models
 
     return models.load_tokenizer(models.resolve("smollm2"))
 
@@ -114,7 +114,7 @@ def test_config_system_prompt_and_train_on_inputs(smol_tok):
 
 
 def test_chat_data_file_masks_only_assistant_turns(smol_tok):
-    from tuneforge.data import read_records
+    from tuneforge.data.records import read_records
 
     path = Path("examples/support-bot/chat.jsonl")
     if not path.exists():
@@ -248,7 +248,7 @@ def test_supervised_positions_pick_the_predicting_token_of_each_label_in_its_own
 
 
 def test_packing_auto_packs_only_for_flash_attention(smol_tok, tiny_llama, monkeypatch):
-    import tuneforge.instruction as instruction
+    import tuneforge.tasks.instruction.task as instruction
 
     monkeypatch.setattr(tiny_llama.config, "_attn_implementation", "sdpa")  # the fixture is shared
     task = make_task(smol_tok, max_length=1024)  # data.packing defaults to auto; rows too long for eager
@@ -317,7 +317,7 @@ def test_evaluate_generates_on_test_only(smol_tok, tiny_llama):
 
 
 def test_generation_metrics():
-    from tuneforge.genmetrics import generation_metrics, token_f1
+    from tuneforge.evaluation.genmetrics import generation_metrics, token_f1
 
     m = generation_metrics(["The price is €129.", "no idea"], ["the price is €129", "It costs €89."],
                            ["€129", "€89"])
@@ -330,7 +330,7 @@ def test_generation_metrics():
 # ---------------------------------------------------------------- the template travels with the model
 
 def test_template_round_trip_prompt_equals_training_prefix(smol_tok, plain_tok, tmp_path):
-    from tuneforge import models
+    from tuneforge.models import loading as models
 
     for name, tok in (("smollm2", smol_tok), ("fallback", plain_tok)):
         task = make_task(tok, system="You are Brightkettle support.")
@@ -343,7 +343,7 @@ def test_template_round_trip_prompt_equals_training_prefix(smol_tok, plain_tok, 
         # Inference: the tokenizer from the run directory, a config whose data keys changed since.
         tok2 = models.load_tokenizer(models.ModelSource("run", out))
         cfg = load_config(None, base={"name": "t", "task": "instruction", "data": {"train": "x", "system": "Other."}})
-        again = InstructionTask.from_config(cfg, tok2, saved=meta)
+        again = InstructionTask.from_saved(cfg, tok2, meta)
         infer = again.encode_unlabelled([rec(instruction="Wi-Fi band?"), rec(2, messages=msgs[:3])])
         for t, i in zip(train, infer):
             first = next(k for k, lab in enumerate(t.labels) if lab != IGNORE)
@@ -398,7 +398,7 @@ def test_predict_command_uses_the_saved_template(tiny_run, capsys):
 
 
 def test_chat_command_streams_replies_and_keeps_history(tiny_run, monkeypatch, capsys):
-    from tuneforge import chat
+    from tuneforge.recipes import chat
 
     seen = []
     real = chat.ChatSession.prompt_ids

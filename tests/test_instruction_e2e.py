@@ -27,7 +27,7 @@ RTOL = 5e-3  # fp32 on CPU: thread count and kernel choice move the last digits 
 
 @pytest.mark.slow
 def test_gguf_loads_as_plain_float_llama_with_tied_embeddings():
-    from tuneforge import models
+    from tuneforge.models import loading as models
 
     src = models.resolve("smollm2")
     assert src.gguf_file and (src.path / src.gguf_file).is_file()

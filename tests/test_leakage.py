@@ -6,19 +6,20 @@ import random
 import re
 import zlib
 
+import pii_corpus
 import pytest
 
-from tuneforge import audit, leakage, pii_corpus, privacy
-from tuneforge.data import Record
+from tuneforge.vetting import audit, detectors, leakage
+from tuneforge.data.records import Record
 from tuneforge.errors import TuneforgeError
-from tuneforge.leakage import apply_policy, check_groups, find_leakage, normalize
+from tuneforge.vetting.leakage import apply_policy, check_groups, find_leakage, normalize
 
 
 @pytest.fixture(autouse=True)
 def no_ner():
-    privacy.set_person_backend(None)
+    detectors.set_person_backend(None)
     yield
-    privacy.set_person_backend(None)
+    detectors.set_person_backend(None)
 
 
 def _texts(seed: int, n: int, lo: int = 30, hi: int = 80) -> list[str]:

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import torch
 
-from tuneforge import models
-from tuneforge.classification import ClassificationTask
+from tuneforge.models import loading as models
+from tuneforge.tasks.classification import ClassificationTask
 from tuneforge.config import MethodConfig
-from tuneforge.data import Record
-from tuneforge.methods import count_parameters, get_method, parameter_snapshot
+from tuneforge.data.records import Record
+from tuneforge.methods import get_method
+from tuneforge.methods.base import count_parameters, parameter_snapshot
 
 LABELS = ["neg", "neu", "pos"]
 

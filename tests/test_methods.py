@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from helpers_tiny import make_tiny_llama
-from tuneforge import models
+from tuneforge.models import loading as models
 from tuneforge.config import MethodConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.methods import count_parameters, get_method, parameter_snapshot
+from tuneforge.methods import get_method
+from tuneforge.methods.base import count_parameters, parameter_snapshot
 
 LABELS = ["neg", "neu", "pos"]
 TEXTS = ["great kettle, love it", "awful lid and broken", "it is a kettle", "love it"]
@@ -78,7 +79,7 @@ def test_method_starts_equal_to_base(dirs, minilm_tokenizer, arch, name):
 
 
 def test_qlora_starts_equal_to_its_quantized_base(tiny_bert_dir, minilm_tokenizer):
-    from tuneforge.qlora import quantize_linears, skip_names
+    from tuneforge.methods.qlora import quantize_linears, skip_names
 
     b = batch(minilm_tokenizer)
     quantized = classifier(tiny_bert_dir)
@@ -181,7 +182,7 @@ def test_adapter_merge_is_refused_with_a_reason(tiny_bert_dir):
 # ------------------------------------------------------------------ adapter specifics
 
 def test_adapter_styles_reduction_and_base_layer(dirs):
-    from tuneforge.adapters import AdapterLayer
+    from tuneforge.methods.adapters import AdapterLayer
 
     def wrapped(arch: str, **kw) -> dict[str, AdapterLayer]:
         model = get_method("adapter").apply(classifier(dirs[arch]), cfg("adapter", **kw), "classification")
@@ -226,7 +227,7 @@ def test_adapter_on_causal_lm_starts_equal(tiny_llama_dir, minilm_tokenizer):
 # ------------------------------------------------------------------ QLoRA really is 4-bit
 
 def test_qlora_base_holds_4bit_nf4_weights(tiny_bert_dir):
-    from tuneforge.qlora import memory_report
+    from tuneforge.methods.qlora import memory_report
 
     model = get_method("qlora").apply(classifier(tiny_bert_dir), cfg("qlora"), "classification")
     quantized = [m.get_base_layer() for n, m in model.named_modules() if hasattr(m, "lora_A")]
@@ -237,7 +238,7 @@ def test_qlora_base_holds_4bit_nf4_weights(tiny_bert_dir):
         assert w.quant_state.quant_type == "nf4" and w.quant_state.nested  # double quantization
         assert not w.requires_grad
     # Memory on a layer big enough that the per-layer code books (~1 KB) do not dominate, as in real models.
-    from tuneforge.qlora import quantize_linears
+    from tuneforge.methods.qlora import quantize_linears
 
     layer = torch.nn.Sequential(torch.nn.Linear(512, 256))
     quantize_linears(layer, set())

@@ -13,8 +13,8 @@ import broken_models as bm
 import pytest
 from helpers_tiny import make_tiny_bert, make_tiny_llama, minilm_tokenizer
 
-from tuneforge import models
-from tuneforge.data import Record
+from tuneforge.models import loading as models
+from tuneforge.data.records import Record
 from tuneforge.errors import TuneforgeError
 
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 
+import pii_corpus
 import pytest
 
-from tuneforge import pii_corpus, privacy
-from tuneforge.data import Record
+from tuneforge.vetting import detectors, privacy
+from tuneforge.data.records import Record
 from tuneforge.errors import TuneforgeError
-from tuneforge.privacy import Finding, Placeholders, detect, redact, scan_records
+from tuneforge.vetting.privacy import Finding, Placeholders, detect, redact, scan_records
 
 REGEX_TYPES = ["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "UK_NINO", "IP_ADDRESS", "URL_CREDENTIALS",
                "SECRET", "DATE_OF_BIRTH", "POSTAL_ADDRESS"]
@@ -17,9 +18,9 @@ REGEX_TYPES = ["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "UK_NINO", "IP
 @pytest.fixture(autouse=True)
 def no_ner():
     """Tests see the regex detectors only, whatever NER model the machine has."""
-    privacy.set_person_backend(None)
+    detectors.set_person_backend(None)
     yield
-    privacy.set_person_backend(None)
+    detectors.set_person_backend(None)
 
 
 def _found(text: str) -> list[tuple[str, str]]:
@@ -35,7 +36,7 @@ def _planted_value(sample: pii_corpus.Sample) -> str:
 def quality() -> dict:
     samples = pii_corpus.planted(per_type=200, seed=0)
     clean = pii_corpus.clean(6000, seed=1)
-    privacy.set_person_backend(None)
+    detectors.set_person_backend(None)
     return pii_corpus.evaluate(lambda t: [(f.type, f.start, f.end) for f in detect(t)], samples, clean)
 
 
@@ -273,7 +274,7 @@ class FakeNer:
 
 
 def test_person_backend_is_pluggable():
-    privacy.set_person_backend(FakeNer())
+    detectors.set_person_backend(FakeNer())
     out, rep = scan_records([Record({"text": "Alice Smith (alice@x.org) called"}, "f", 1)], ["text"], "redact")
     assert out[0].fields["text"] == "<PERSON_1> (<EMAIL_1>) called"
     assert not any("person-name detection off" in n for n in rep["notices"])
@@ -286,7 +287,7 @@ def test_without_ner_the_report_says_person_detection_is_off():
 
 
 def test_missing_ner_model_is_not_downloaded():
-    assert privacy.load_person_backend("tuneforge_no_such_model") is None
+    assert detectors.load_person_backend("tuneforge_no_such_model") is None
 
 
 def test_spacy_backend_uses_ner_entities():
@@ -294,5 +295,5 @@ def test_spacy_backend_uses_ner_entities():
     nlp = spacy.blank("en")
     ruler = nlp.add_pipe("entity_ruler")
     ruler.add_patterns([{"label": "PERSON", "pattern": "Grace Hopper"}])
-    privacy.set_person_backend(privacy.SpacyPersonBackend(nlp))
+    detectors.set_person_backend(detectors.SpacyPersonBackend(nlp))
     assert _found("Ask Grace Hopper at 10") == [("PERSON", "Grace Hopper")]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers_tiny import make_tiny_bert
 
-from tuneforge import models
+from tuneforge.models import loading as models
 from tuneforge.config import MethodConfig
 from tuneforge.methods import get_method
 from tuneforge.quiet import silence_known_warnings

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from helpers_tiny import make_tiny_bert, minilm_tokenizer
 from torch import nn
 
-from tuneforge import models
+from tuneforge.models import loading as models
 from tuneforge.config import EarlyStoppingConfig, TrainConfig, load_config
-from tuneforge.loop import fit, make_optimizer
+from tuneforge.training.loop import fit, make_optimizer
 from tuneforge.methods import get_method
-from tuneforge.runlog import RunLog
+from tuneforge.training.runlog import RunLog
 
 
 def _cfg(*overrides: str) -> Any:
@@ -23,21 +23,20 @@ def _cfg(*overrides: str) -> Any:
 
 
 def test_model_dropout_reaches_the_model(tmp_path: Path) -> None:
-    from tuneforge.classification import ClassificationTask
-    from tuneforge.pipeline import load_model
+    from tuneforge.tasks.classification import ClassificationTask
 
     src = models.ModelSource("tiny", make_tiny_bert(tmp_path / "bert"))
     task = ClassificationTask(minilm_tokenizer(), ["a", "b"], "text", "label", 32)
-    kept = load_model(_cfg(), src, task, get_method("full"))
+    kept = task.load_model(_cfg(), src, get_method("full"))
     assert kept.config.hidden_dropout_prob == 0.1  # null: the model's own value
-    model = load_model(_cfg("train.model_dropout=0.35"), src, task, get_method("full"))
+    model = task.load_model(_cfg("train.model_dropout=0.35"), src, get_method("full"))
     assert model.config.hidden_dropout_prob == 0.35 and model.config.attention_probs_dropout_prob == 0.35
     body = [m.p for m in model.bert.modules() if isinstance(m, nn.Dropout)]
     assert body and all(p == 0.35 for p in body)
 
 
 def test_continued_runs_get_model_dropout_too() -> None:
-    from tuneforge.sequence import set_dropout
+    from tuneforge.models.anatomy import set_dropout
 
     model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1), nn.Dropout(0.2))
     set_dropout(model, 0.4)
@@ -53,8 +52,8 @@ def test_lora_dropout_reaches_peft(tmp_path: Path) -> None:
 
 
 def test_label_smoothing_is_wired(tmp_path: Path) -> None:
-    from tuneforge.data import Record
-    from tuneforge.pipeline import build_task
+    from tuneforge.data.records import Record
+    from tuneforge.recipes.train import build_task
 
     records = [Record({"text": "t", "label": y}, "f", i) for i, y in enumerate("abab")]
     plain = build_task(_cfg(), minilm_tokenizer(), records)
@@ -159,7 +158,7 @@ def test_unknown_metric_is_a_clear_error() -> None:
 
 
 def test_adapter_dropout_reaches_the_adapters(tmp_path: Path) -> None:
-    from tuneforge.adapters import BottleneckAdapter
+    from tuneforge.methods.adapters import BottleneckAdapter
 
     src = models.ModelSource("tiny", make_tiny_bert(tmp_path / "bert"))
     base = models.load_classifier(src, ["a", "b"])

@@ -135,7 +135,7 @@ def test_second_writer_of_a_run_directory_is_refused(setup: dict[str, Any], caps
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1.0}\n')
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from tuneforge.rundir import lock\n"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from tuneforge.runs.rundir import lock\n"
          "with lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(300)", str(run_dir)],
         stdout=subprocess.PIPE, text=True, env=ENV)
     try:

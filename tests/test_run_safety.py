@@ -141,7 +141,7 @@ def _metric(cfg: dict[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _model_fails_to_load(cfg: dict[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuneforge import models
+    from tuneforge.models import loading as models
     from tuneforge.errors import TuneforgeError
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -151,7 +151,7 @@ def _model_fails_to_load(cfg: dict[str, Any], tmp: Path, monkeypatch: pytest.Mon
 
 
 def _nothing_trains(cfg: dict[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuneforge.methods import LoraMethod
+    from tuneforge.methods.lora import LoraMethod
 
     apply = LoraMethod.apply
     monkeypatch.setattr(LoraMethod, "apply", lambda self, *a: apply(self, *a).requires_grad_(False))
@@ -204,11 +204,11 @@ def test_declared_validation_metrics_are_what_evaluate_computes(base: dict[str, 
 
     import torch
 
-    from tuneforge import models
-    from tuneforge.classification import ClassificationTask
+    from tuneforge.models import loading as models
+    from tuneforge.tasks.classification import ClassificationTask
     from tuneforge.config import load_config
-    from tuneforge.data import Record
-    from tuneforge.instruction import InstructionTask
+    from tuneforge.data.records import Record
+    from tuneforge.tasks.instruction.task import InstructionTask
 
     counts = {"n", "tokens"}
     tok = models.load_tokenizer(models.ModelSource("tiny", base["model"]))
@@ -216,7 +216,7 @@ def test_declared_validation_metrics_are_what_evaluate_computes(base: dict[str, 
     clf = models.load_classifier(models.ModelSource("tiny", base["model"]), task.labels)
     rows = [Record(r, "v.jsonl", i + 1) for i, r in enumerate(sentiment_rows(6))]
     got = task.evaluate(clf, task.encode(rows, "validation"), 8, torch.device("cpu"), None)
-    assert {k for k, v in got.items() if isinstance(v, (int, float))} - counts == set(task.validation_metrics)
+    assert {k for k, v in got.items() if isinstance(v, (int, float))} - counts == set(task.metrics)
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -229,7 +229,7 @@ def test_declared_validation_metrics_are_what_evaluate_computes(base: dict[str, 
     pairs = [Record({"instruction": f"What is code E{i}?", "output": f"Error {i}."}, "v.jsonl", i + 1)
              for i in range(3)]
     got = itask.evaluate(lm, itask.encode(pairs, "validation"), 8, torch.device("cpu"), None)
-    assert {k for k, v in got.items() if isinstance(v, (int, float))} - counts == set(itask.validation_metrics)
+    assert {k for k, v in got.items() if isinstance(v, (int, float))} - counts == set(itask.metrics)
 
 
 # ---------------------------------------------------------------- item 8: resume decides before writing

@@ -12,7 +12,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from tuneforge.config import MethodConfig
 from tuneforge.methods import get_method
-from tuneforge.speed import (compile_blocks, lean_frozen_weights, lean_lora_inputs, optimize_for_training,
+from tuneforge.training.speed import (compile_blocks, lean_frozen_weights, lean_lora_inputs, optimize_for_training,
                              should_compile, transformer_blocks)
 
 ROOT = Path(__file__).resolve().parent.parent

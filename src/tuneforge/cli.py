@@ -14,14 +14,14 @@ from .quiet import silence_known_warnings
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .pipeline import train
+    from .recipes.train import train
 
     overrides = list(args.overrides)
     if args.resume:
         overrides.append("resume=true")
     cfg = load_config(args.config, overrides)
     if args.cv:
-        from .crossval import cross_validate
+        from .recipes.crossval import cross_validate
 
         summary = cross_validate(cfg, args.cv, overwrite=args.overwrite)
         print(json.dumps(summary["summary"], indent=2))
@@ -57,7 +57,7 @@ def stopped_line(cfg: Any, args: argparse.Namespace, before: tuple[int, int] | N
     """One line for an interrupted `train`: what was saved, and the exact command that continues."""
     import shlex
 
-    from .checkpoint import Checkpointer
+    from .training.checkpoint import Checkpointer
 
     why = f"interrupted ({'SIGTERM' if isinstance(stop, Terminated) else 'Ctrl-C'})"
     run_dir, now = cfg.run_dir, _dir_id(cfg.run_dir)
@@ -75,8 +75,9 @@ def stopped_line(cfg: Any, args: argparse.Namespace, before: tuple[int, int] | N
 
 
 def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
-    keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro") if results["task"] == "classification" \
-        else ("exact_match", "token_f1", "rouge_l", "fact_accuracy", "perplexity")
+    from .tasks import task_class
+
+    keys = task_class(results["task"]).headline
     print(f"\nrun: {run_dir}")
     header = f"{'model':<12}{'split':<12}" + "".join(f"{k:>17}" for k in keys)
     print(header)
@@ -96,7 +97,7 @@ def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .pipeline import evaluate_run
+    from .recipes.inference import evaluate_run
 
     metrics = evaluate_run(Path(args.run), args.data)
     if args.json:
@@ -109,16 +110,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .pipeline import predict_run, run_task
+    from .recipes.inference import predict_run
+    from .runs.reading import run_task
+    from .tasks import task_class
 
     if not args.text and not args.data and not args.prompt:
         raise TuneforgeError("give --text \"...\", --prompt \"...\" or --data FILE")
-    task = run_task(Path(args.run))  # --text goes to a classifier, --prompt to an instruction model
-    if args.prompt and task != "instruction":
+    task = run_task(Path(args.run))  # --text goes to a run that labels texts, --prompt to one that generates
+    generates = task_class(task).generates
+    if args.prompt and not generates:
         raise TuneforgeError(f"--prompt is for instruction runs and {args.run} is a {task} run; "
                              "give the text to classify with --text")
-    if args.text and task == "instruction":
-        raise TuneforgeError(f"--text is for classification runs and {args.run} is an instruction run; "
+    if args.text and generates:
+        raise TuneforgeError(f"--text is for classification runs and {args.run} answers prompts (task: {task}); "
                              "give the prompt with --prompt")
     rows = predict_run(Path(args.run), texts=(args.text or []) + (args.prompt or []), data=args.data)
     for row in rows:
@@ -127,31 +131,31 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from .scan import scan_command
+    from .recipes.scan import scan_command
 
     return scan_command(args.data, args.config, args.out, args.text)
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from .chat import chat_command
+    from .recipes.chat import chat_command
 
     return chat_command(Path(args.run), max_new_tokens=args.max_new_tokens)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_command
+    from .recipes.compare import compare_command
 
     return compare_command(args.config, args.methods, args.sizes, args.overrides, overwrite=args.overwrite)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_command
+    from .recipes.export import export_command
 
     return export_command(Path(args.run), Path(args.out) if args.out else None, merge=args.merge)
 
 
 def _cmd_sequence(args: argparse.Namespace) -> int:
-    from .sequence import sequence_command
+    from .recipes.sequence import sequence_command
 
     return sequence_command(args.config, args.overrides, overwrite=args.overwrite, variants=args.variants,
                             quiet=args.quiet)
@@ -164,7 +168,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(prog="tuneforge", description="Fine-tune pretrained language models and "
                                      "find out honestly whether it worked.")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +16,15 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, clip, show
+from .methods import NAMES as METHOD_NAMES
+from .safeyaml import YamlRefused, safe_load
+from .tasks import DEFAULT as DEFAULT_TASK
+from .tasks import NAMES as TASK_NAMES
+
+# The names the config accepts are the registries' (tasks/__init__.py, methods/__init__.py): one list each.
+TaskName = Literal[TASK_NAMES]  # type: ignore[valid-type]
+MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]
 
 
 def _f(default: Any = dataclasses.MISSING, *, lo: float | None = None, hi: float | None = None,
@@ -31,8 +38,7 @@ def _f(default: Any = dataclasses.MISSING, *, lo: float | None = None, hi: float
 
 @dataclass
 class MethodConfig:
-    name: Literal["full", "lora", "qlora", "dora", "adapter", "freeze", "scratch"] = _f(
-        "lora", doc="how the model is trained")
+    name: MethodName = _f("lora", doc="how the model is trained")
     r: int = _f(8, lo=1, hi=4096, doc="LoRA rank")
     alpha: float = _f(16.0, lo=0, doc="LoRA scaling numerator (scale = alpha / r)")
     dropout: float = _f(0.1, lo=0, hi=0.99, doc="dropout on the LoRA/adapter input")
@@ -143,7 +149,7 @@ class EvalConfig:
 @dataclass
 class Config:
     name: str = _f("", doc="run directory name: <output_dir>/<name>")
-    task: Literal["classification", "instruction"] = _f("classification", doc="what the model learns")
+    task: TaskName = _f(DEFAULT_TASK, doc="what the model learns")
     model: str = _f("minilm", doc="embedded name (minilm | smollm2), HF directory, or .gguf file")
     output_dir: str = _f("runs", doc="where run directories go")
     resume: Union[bool, Literal["auto"]] = _f(False, doc="continue from the newest complete checkpoint")
@@ -165,6 +171,11 @@ class Config:
 
 # ---------------------------------------------------------------- loading and validation
 
+# Everything a config file (or an override) can make large is bounded; a real config is a few KB.
+MAX_CONFIG_BYTES = 1 << 20    # a bigger "config" is a mistake (a data file passed as the config?)
+MAX_LIST_ITEMS = 4096         # entries of one list value (method.targets names modules: hundreds at most)
+MAX_PROBLEMS = 20             # problems listed at once (a file of 20,000 unknown keys needs no 20,000 lines)
+
 # Names users bring from HF TrainingArguments, PEFT and Axolotl configs → ours.
 ALIASES = {
     "learning_rate": "lr", "num_epochs": "epochs", "num_train_epochs": "epochs", "micro_batch_size": "batch_size",
@@ -176,112 +187,6 @@ ALIASES = {
     "use_rslora": "rslora", "eval_steps": "eval_every", "save_steps": "checkpoint_every",
     "logging_steps": "log_every", "text_column": "text", "label_column": "label",
 }
-
-
-# Everything a config file (or an override) can make large is bounded; a real config is a few KB.
-MAX_CONFIG_BYTES = 1 << 20    # a bigger "config" is a mistake (a data file passed as the config?)
-MAX_YAML_DEPTH = 32           # nesting levels (a config uses 3); PyYAML's composer recurses per level
-MAX_YAML_VALUES = 20_000      # values once aliases are expanded: a "billion laughs" document stops here
-MAX_NUMBER_CHARS = 100        # digits of one number (Python refuses to parse ints past 4,300 digits)
-MAX_LIST_ITEMS = 4096         # entries of one list value (method.targets names modules: hundreds at most)
-MAX_PROBLEMS = 20             # problems listed at once (a file of 20,000 unknown keys needs no 20,000 lines)
-SHOW_CHARS = 60               # longest echo of a user's value in an error message
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
-_REPR.maxstring = _REPR.maxother = _REPR.maxlong = SHOW_CHARS
-
-
-def clip(text: str, limit: int = SHOW_CHARS) -> str:
-    """`text` cut to `limit` characters, with an ellipsis when something was cut."""
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def show(value: Any) -> str:
-    """A user's value for an error message: a bounded repr (nested and long values are abbreviated)."""
-    try:
-        return clip(_REPR.repr(value))
-    except ValueError:  # an int too long for str(); only reachable through the Python API
-        return f"<{type(value).__name__}>"
-
-
-class _YamlRefused(Exception):
-    """YAML that parses but is refused: ambiguous (duplicate keys) or too large once expanded."""
-
-    def __init__(self, mark: Any, problem: str):
-        super().__init__(problem)
-        self.line, self.problem = (mark.line + 1 if mark else None), problem
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing duplicate keys (PyYAML silently keeps the last), nesting deeper
-    than MAX_YAML_DEPTH, recursive aliases, and aliases that expand past MAX_YAML_VALUES values.
-
-    Sizes are counted on the composed node graph, where an alias is a shared node: the expanded size
-    is summed, never built, so a billion-laughs document costs as little as its text."""
-
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._depth = 0
-        self._sizes: dict[int, int] = {}  # id(node) -> values it stands for with aliases expanded
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            target = self.anchors.get(event.anchor)
-            if target is not None and id(target) not in self._sizes:  # still being composed
-                raise _YamlRefused(event.start_mark, f"alias *{clip(event.anchor)} refers to the value it is "
-                                   "inside (a recursive structure); write the values out")
-            return super().compose_node(parent, index)
-        if self._depth >= MAX_YAML_DEPTH:
-            raise _YamlRefused(self.peek_event().start_mark, f"nested deeper than {MAX_YAML_DEPTH} levels")
-        self._depth += 1
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        self._sizes[id(node)] = size = self._expanded(node)
-        if size > MAX_YAML_VALUES:
-            raise _YamlRefused(node.start_mark, f"more than {MAX_YAML_VALUES:,} values once aliases are "
-                               "expanded; a config needs far fewer (write lists out, or shorten them)")
-        if isinstance(node, yaml.MappingNode):
-            _check_duplicate_keys(node)
-        return node
-
-    def _expanded(self, node: Any) -> int:
-        if isinstance(node, yaml.ScalarNode):
-            return 1
-        if isinstance(node, yaml.SequenceNode):
-            return 1 + sum(self._sizes[id(child)] for child in node.value)
-        return 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
-
-    def construct_yaml_int(self, node: Any) -> Any:
-        if len(node.value) > MAX_NUMBER_CHARS:
-            raise _YamlRefused(node.start_mark, f"a number of {len(node.value):,} digits; no setting needs one")
-        return super().construct_yaml_int(node)
-
-
-_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
-
-
-def _check_duplicate_keys(node: Any) -> None:
-    seen: dict[tuple[str, str], int] = {}
-    for key, _ in node.value:
-        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":  # `<<:` may repeat keys
-            continue
-        if (key.tag, key.value) in seen:
-            raise _YamlRefused(key.start_mark, f"duplicate key {show(key.value)} (also on line "
-                               f"{seen[key.tag, key.value]}); YAML would silently keep the last one: keep one")
-        seen[key.tag, key.value] = key.start_mark.line + 1
-
-
-def safe_load(text: str) -> Any:
-    """yaml.safe_load under the bounds above; raises yaml.YAMLError or _YamlRefused."""
-    loader = _BoundedLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None,
@@ -320,7 +225,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raw = safe_load(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text (re-save it as UTF-8)"]) from None
-    except _YamlRefused as e:
+    except YamlRefused as e:
         raise ConfigError([f"{path}:{e.line}: {e.problem}" if e.line else f"{path}: {e.problem}"]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -344,7 +249,7 @@ def _apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None
         return
     try:
         value = safe_load(text) if text.strip() else ""
-    except _YamlRefused as e:
+    except YamlRefused as e:
         problems.append(f"override `{clip(key)}`: {e.problem}")
         return
     except yaml.YAMLError:
@@ -461,9 +366,6 @@ def _cross_checks(cfg: Config) -> list[str]:
         problems.append(f"`output_dir` = {show(cfg.output_dir)} contains a NUL character; set a plain path")
     if not cfg.data.train:
         problems.append("`data.train` is missing; set it to a training data file")
-    if cfg.task == "classification" and cfg.data.text == cfg.data.label:
-        problems.append(f"`data.text` and `data.label` both name the column {show(cfg.data.text)}: the model would "
-                        "read its answer; point data.text at the input text column")
     if cfg.train.epochs == 0 and cfg.train.max_steps is None:  # the loop would still run one step
         problems.append("`train.epochs` = 0 trains nothing; set train.epochs above 0 (e.g. 3) or set train.max_steps")
     problems += _fraction_checks(cfg)
@@ -485,19 +387,16 @@ def _fraction_checks(cfg: Config) -> list[str]:
 
 
 def _forgetting_checks(cfg: Config) -> list[str]:
-    """Replay and EWC protect earlier data: there must be some (checked before any run directory exists)."""
-    problems, fc = [], cfg.forgetting
-    if cfg.init_from and cfg.task != "classification":
-        problems.append("`init_from` continues classification runs (a new head per task); for instruction "
-                        "runs point `model:` at the earlier run's model directory instead")
-    if cfg.init_from and cfg.method.name == "scratch":
-        problems.append("`init_from` with method.name: scratch would throw the earlier weights away; pick another method")
-    for key, value in (("replay", fc.replay), ("ewc", fc.ewc)):
-        if value and cfg.task == "classification" and not cfg.init_from:
-            problems.append(f"`forgetting.{key}` = {value} needs an earlier task to protect: set init_from: runs/<earlier run>")
-        if value and cfg.task == "instruction" and not fc.reference:
-            problems.append(f"`forgetting.{key}` = {value} needs reference text: set forgetting.reference: builtin or a file")
-    return problems
+    """Continued runs and what protects earlier data (checked before any run directory exists); the task
+    adds its own checks (which tasks continue, what replay/EWC protect)."""
+    from .methods import method_class
+    from .tasks import task_class
+
+    problems = []
+    if cfg.init_from and method_class(cfg.method.name).scratch:
+        problems.append("`init_from` with method.name: scratch would throw the earlier weights away; "
+                        "pick another method")
+    return problems + task_class(cfg.task).config_problems(cfg)
 
 
 def _resolve_paths(cfg: Config, root: Path) -> None:

@@ -1,0 +1,93 @@
+"""`lora` and `dora` through PEFT: low-rank updates on chosen linear layers, the base frozen.
+
+Adapters are saved in PEFT's own format, so they load unchanged in PEFT, transformers and vLLM.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from ..errors import TuneforgeError
+from .base import PARAMETER_EFFICIENT, Method, task_of
+
+if TYPE_CHECKING:
+    from ..config import MethodConfig
+
+
+class LoraMethod(Method):
+    """LoRA (and DoRA) through PEFT: low-rank updates on chosen linear layers, the base frozen."""
+
+    name = "lora"
+    family = PARAMETER_EFFICIENT
+    saves_full_model = False
+    frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
+    default_lr = 1e-3  # full fine-tuning's 1e-4 barely moves LoRA
+    use_dora = False
+
+    def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        task = task_of(task)
+        peft_cfg = LoraConfig(
+            task_type=task.peft_task_type,
+            r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+            target_modules=lora_targets(model, cfg.targets),
+            modules_to_save=modules_to_save(model, cfg.modules_to_save, task),
+            use_rslora=cfg.rslora, use_dora=self.use_dora)
+        return get_peft_model(model, peft_cfg)
+
+    def load(self, base: nn.Module, out_dir: Path) -> nn.Module:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, str(out_dir))
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        return model.merge_and_unload()
+
+    @classmethod
+    def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        if cfg is None:
+            return ["lower method.r or raise method.dropout"]
+        return [f"lower method.r (now {cfg.r}; try {max(1, cfg.r // 2)}) or raise method.dropout"]
+
+    @classmethod
+    def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        r = f" (now {cfg.r}; try {cfg.r * 2})" if cfg else ""
+        return [f"raise method.r{r}, or use full fine-tuning (method.name: full)"]
+
+    @classmethod
+    def forgetting_advice(cls) -> str:
+        return "lower method.r or train.lr"
+
+
+class DoraMethod(LoraMethod):
+    """Weight-decomposed LoRA (peft's use_dora)."""
+
+    name = "dora"
+    use_dora = True
+
+
+def lora_targets(model: nn.Module, targets: str | list[str]) -> str | list[str]:
+    """`auto` means every linear layer of the transformer body (not the task head)."""
+    if isinstance(targets, list):
+        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        missing = [t for t in targets if t not in names]
+        if missing:
+            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+            raise TuneforgeError(f"`method.targets`: no module named {missing} in this model; "
+                                 f"linear layers are {linear}")
+        return targets
+    if targets in ("auto", "all-linear"):
+        return "all-linear"
+    return [targets]
+
+
+def modules_to_save(model: nn.Module, value: str | list[str], task: Any) -> list[str] | None:
+    """The fully trained extra modules: a list as given, `auto` the task's head (if it has one), or none."""
+    if isinstance(value, list):
+        return value
+    if value == "auto":
+        return task_of(task).head_modules(model)
+    return [value] if value and value != "none" else None

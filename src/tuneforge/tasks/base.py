@@ -1,0 +1,212 @@
+"""The Task interface every task implements, and the batching and padding helpers they share.
+
+A task answers two kinds of question. Class-level ones need only the config (no data, no tokenizer):
+which columns are scanned for PII, compared for leakage and used to stratify, which cross-checks the config
+must pass, which metrics it reports (and in which direction each improves), what PEFT and plain
+transformers call its model. Instance-level ones need the tokenizer and the training data: encoding,
+batches, the loss, evaluation, prediction, the model with its head, and the forgetting guard's probe and
+replay source. Everything outside tasks/ asks these; nothing there branches on a task's name.
+
+A new task is one module with a Task subclass and one line in tasks/__init__.py's REGISTRY. It must
+implement from_config, from_saved, load_model, encode, encode_unlabelled, collate, loss, evaluate, predict
+and metadata, and set name, headline, primary_metric and metrics; everything else has a default here.
+"""
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..data.records import Record
+    from ..data.reference import Reference
+    from ..models.loading import ModelSource
+
+BUCKET_CHUNK = 32  # length-sorted within chunks of this many batches: batches stay random across chunks
+
+
+def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool = False, seed: int = 0,
+                  by_length: bool = True) -> list[list[int]]:
+    """Index lists of `batch_size` examples. Length-bucketed (`by_length`): similar lengths share a batch,
+    so little goes to padding. Seeded: the same (seed, lengths) always gives the same batches."""
+    order = list(range(len(lengths)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(order)
+    if not by_length:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    chunk, batches = batch_size * BUCKET_CHUNK, []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def pad_right(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of shape (rows, longest row): each row left-aligned, `pad` after it, mask 1 on real tokens."""
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, row in enumerate(rows):
+        ids[j, :len(row)] = torch.tensor(row)
+        mask[j, :len(row)] = 1
+    return ids, mask
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The id padding is written with (0 when the tokenizer has none)."""
+    return tokenizer.pad_token_id or 0
+
+
+@dataclass
+class EarlierRun:
+    """A run a continued run builds on: its name, directory, and how its own task reads this model."""
+
+    name: str
+    run: str
+    view: Callable[["Task"], "Task"]  # the earlier run's task → that task through this run's model
+
+
+class Task(ABC):
+    """One kind of job a model learns. See the module docstring for what a new task must provide."""
+
+    name: ClassVar[str] = ""
+    peft_task_type: ClassVar[str] = "SEQ_CLS"  # what PEFT calls it: SEQ_CLS, CAUSAL_LM, TOKEN_CLS, ...
+    auto_class: ClassVar[str] = "AutoModelForSequenceClassification"  # how plain transformers loads model/
+    headline: ClassVar[tuple[str, ...]] = ()  # the metrics summary tables show (CLI, report), in order
+    primary_metric: ClassVar[str] = "loss"  # the one metric compare ranks and plots methods by
+    curve_metric: ClassVar[str | None] = None  # the validation metric the report plots beside the loss
+    # Every scalar `evaluate` computes on validation data, with the direction it improves in ("min"/"max"):
+    # the early-stopping choices (as val_<name>) and what early_stopping.mode: auto follows.
+    metrics: ClassVar[dict[str, str]] = {"loss": "min"}
+    generates: ClassVar[bool] = False  # answers prompts (chat, predict --prompt) instead of labelling texts
+
+    notes: list[str]  # what encoding found worth telling (truncation, ...), for the run log
+
+    # ------------------------------------------------------------------ the config's questions
+    @classmethod
+    def pii_columns(cls, cfg: "Config") -> list[str]:
+        """Columns scanned for PII: every text the model sees and every text a run writes out."""
+        return [cfg.data.text]
+
+    @classmethod
+    def leakage_columns(cls, cfg: "Config") -> list[str]:
+        """Columns compared for leakage between splits: the inputs."""
+        return [cfg.data.text]
+
+    @classmethod
+    def stratify_column(cls, cfg: "Config") -> str | None:
+        """The column splits, folds and compare's subsets are stratified by (None: not stratified)."""
+        return None
+
+    @classmethod
+    def config_problems(cls, cfg: "Config") -> list[str]:
+        """This task's cross-checks of the config (run before anything is read), one message each."""
+        return []
+
+    @classmethod
+    def input_layouts(cls, cfg: "Config", labelled: bool) -> tuple[dict[str, list[str]], list[str]]:
+        """The column layouts a data file for eval/predict may have ({layout: columns, leading one first})
+        and the order they are tried in; a record must hold every column of the first layout whose
+        leading column it has."""
+        return {"text": [cfg.data.text] + ([cfg.data.label] if labelled else [])}, ["text"]
+
+    @classmethod
+    def head_modules(cls, model: nn.Module) -> list[str] | None:
+        """The task head's module names, trained fully next to an adapter (method.modules_to_save: auto)."""
+        return None
+
+    @classmethod
+    def overfit_advice(cls, cfg: "Config | None") -> list[str]:
+        """Task-specific advice when a run overfits (after the method's)."""
+        return []
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: "Config", tokenizer: Any, train_records: list["Record"]) -> "Task":
+        """The task for training: settings from the config, anything data-derived (labels) from train."""
+
+    @classmethod
+    @abstractmethod
+    def from_saved(cls, cfg: "Config", tokenizer: Any, meta: dict[str, Any]) -> "Task":
+        """The task of a finished run, from its config and model/tuneforge.json (`metadata()` as saved)."""
+
+    @abstractmethod
+    def metadata(self) -> dict[str, Any]:
+        """What model/tuneforge.json must hold to rebuild this task (from_saved) at inference time."""
+
+    # ------------------------------------------------------------------ the model
+    @abstractmethod
+    def load_model(self, cfg: "Config", source: "ModelSource", method: Any) -> nn.Module:
+        """The pretrained model with this task's head (fresh weights if method.scratch)."""
+
+    def prepare_model(self, model: nn.Module) -> str | None:
+        """Once, after the method is applied and before compilation; returns a line for the run log."""
+        return None
+
+    def earlier_runs(self) -> list[EarlierRun]:
+        """The runs this one continues (init_from), whose tasks the forgetting guard must keep."""
+        return []
+
+    def continue_model(self, model: nn.Module, cfg: "Config") -> nn.Module:
+        """The starting model of a continued run, from the earlier run's (merged) model."""
+        from ..errors import TuneforgeError
+
+        raise TuneforgeError(f"`init_from` cannot continue a {self.name} run")
+
+    # ------------------------------------------------------------------ data and the loop
+    @abstractmethod
+    def encode(self, records: list["Record"], split: str = "train") -> list[Any]:
+        """Labelled records → examples (DataError naming file:line for anything the task cannot learn)."""
+
+    @abstractmethod
+    def encode_unlabelled(self, records: list["Record"]) -> list[Any]:
+        """Records to predict on → examples."""
+
+    def batches(self, examples: list[Any], batch_size: int, shuffle: bool = False,
+                seed: int = 0) -> list[list[int]]:
+        """Index lists per batch, length-bucketed by each example's `ids`."""
+        return batch_indices([len(e.ids) for e in examples], batch_size, shuffle, seed)
+
+    @abstractmethod
+    def collate(self, examples: list[Any], idx: list[int], device: torch.device) -> dict[str, Any]:
+        """The batch of examples[idx] as tensors on `device` (and `n_real`, its real tokens, on the CPU)."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's mean loss (a scalar tensor that backpropagates)."""
+
+    @staticmethod
+    def tokens(batch: dict[str, Any]) -> torch.Tensor:
+        """Real (non-padding) tokens of a collated batch, for tokens/s."""
+        return batch["n_real"]
+
+    # ------------------------------------------------------------------ results
+    @abstractmethod
+    def evaluate(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+                 dtype: torch.dtype | None) -> dict[str, Any]:
+        """Loss and every metric on `examples` (the model left in train mode if it was)."""
+
+    @abstractmethod
+    def predict(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+                dtype: torch.dtype | None) -> list[dict[str, Any]]:
+        """One JSON-ready row per example, in input order."""
+
+    # ------------------------------------------------------------------ the forgetting guard's questions
+    def forgetting_probe(self, ref: "Reference", cfg: "Config", device: torch.device,
+                         dtype: torch.dtype | None) -> Any | None:
+        """What the guard measures before and after training on the reference text (None: nothing)."""
+        return None
+
+    def replay_source(self, ref: "Reference | None", cfg: "Config") -> tuple[Any, list[Any]] | None:
+        """(task, examples) replay mixes in and the EWC Fisher is computed on, from the reference text
+        (None: this task has no use for it; a continued run replays its earlier tasks instead)."""
+        return None

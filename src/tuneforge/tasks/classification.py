@@ -1,0 +1,292 @@
+"""Text classification: records → token ids → length-bucketed batches → loss, predictions, metrics.
+
+Binary, multi-class, and multi-label (a list of labels per record) with any Hugging Face encoder or
+decoder that has a sequence-classification head. A run continued from an earlier one (`init_from`) is a
+HeadTask: its labels are a slice of one head shared with the earlier tasks (tasks/heads.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.records import Record, is_blank, missing_column, preview, preview_list
+from ..errors import DataError, TuneforgeError, show
+from ..evaluation.metrics import CLASSIFICATION_DIRECTIONS, classification_metrics
+from ..models.anatomy import set_dropout
+from ..training.device import autocast
+from .base import EarlierRun
+from .heads import grow_head, heads_for
+from .text import TextTask
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+
+@dataclass
+class Example:
+    ids: list[int]
+    label: Any  # int, or a 0/1 list for multi-label
+    where: str
+
+
+LABEL_TYPES = "labels are text or integers, or a list of them per record (multi-label)"
+
+
+def label_set(records: list[Record], column: str) -> tuple[list[str], bool]:
+    """The sorted label names of the training data, and whether it is multi-label."""
+    kinds: dict[str, Record] = {}  # each kind of label seen -> the first record with it
+    names: set[str] = set()
+    for r in records:
+        kind, record_names = label_names(r, column)
+        kinds.setdefault(kind, r)
+        names.update(record_names)
+    if any(k.startswith("list of") for k in kinds):
+        kinds.pop("list", None)  # an empty list fits lists of any kind
+    if len(kinds) > 1:
+        (k1, r1), (k2, r2) = list(kinds.items())[:2]
+        raise DataError(r2.file, r2.line, f"label column mixes types: {k1} at line {r1.line}, {k2} here",
+                        "use one type for every label (e.g. all text)")
+    if len(names) < 2:
+        raise DataError(records[0].file, None, f"only one label ({preview_list(names) or 'none'}) in the training "
+                        "data", "classification needs at least two classes")
+    return sorted(names, key=_natural), any(k.startswith("list") for k in kinds)
+
+
+def label_names(r: Record, column: str) -> tuple[str, list[str]]:
+    """(kind, names) of a record's label: ("text", ["pos"]), or ("list of text", [...]) for multi-label.
+
+    Names are the label's text: 3 is "3"; 3.0 is "3" as well (pandas writes integer classes with a gap as
+    floats), a fraction is a score, not a class; true/false are "true"/"false", as JSON and a CSV cell of
+    the same data spell them, and a kind of their own, so true and 1 are never one class by accident."""
+    if column not in r.fields:
+        raise missing_column(r, column, "label column", f"set data.label to the label column or add {preview(column)}")
+    value = r.fields[column]
+    if not isinstance(value, list):
+        kind, name = _single_label(r, column, value)
+        return kind, [name]
+    found = [_single_label(r, column, v, inside=True) for v in value]
+    kinds = sorted({k for k, _ in found})
+    if len(kinds) > 1:
+        raise DataError(r.file, r.line, f"label list mixes {kinds[0]} and {kinds[1]}", "use one type for every label")
+    return f"list of {kinds[0]}" if kinds else "list", [n for _, n in found]
+
+
+def _single_label(r: Record, column: str, value: Any, inside: bool = False) -> tuple[str, str]:
+    """(kind, name) of one label value, or a DataError saying why the task cannot learn it."""
+    where = " inside the label list" if inside else f" in column {preview(column)}"
+    if value is None:
+        raise DataError(r.file, r.line, f"null label{where}", "give every record a label, or remove the record")
+    if isinstance(value, bool):
+        return "boolean", "true" if value else "false"
+    if isinstance(value, int):
+        return "integer", str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return "integer", str(int(value))
+        raise DataError(r.file, r.line, f"label {preview(value)}{where} is not a whole number",
+                        f"{LABEL_TYPES}; a score is not a class")
+    if isinstance(value, str):
+        if is_blank(value):
+            raise DataError(r.file, r.line, f"empty label{where}", "fill it in, or remove the record")
+        return "text", value
+    raise DataError(r.file, r.line, f"label {preview(value)}{where} is a {type(value).__name__}", LABEL_TYPES)
+
+
+def _natural(name: str) -> tuple[int, Any]:
+    return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)
+
+
+class ClassificationTask(TextTask):
+    name = "classification"
+    headline = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+    primary_metric = "accuracy"
+    curve_metric = "f1_macro"
+    metrics = CLASSIFICATION_DIRECTIONS  # `n` (a count) is computed too, but is no metric
+
+    def __init__(self, tokenizer: Any, labels: list[str], text_col: str, label_col: str,
+                 max_length: int, multi_label: bool = False, label_smoothing: float = 0.0):
+        super().__init__(tokenizer, text_col, max_length, torch.float if multi_label else torch.long,
+                         "multi_label_classification" if multi_label else "single_label_classification")
+        self.labels, self.multi_label, self.label_col = labels, multi_label, label_col
+        self.label_smoothing = label_smoothing
+        self.index = {name: i for i, name in enumerate(labels)}
+
+    # ------------------------------------------------------------------ the config's questions
+    @classmethod
+    def stratify_column(cls, cfg: "Config") -> str | None:
+        return cfg.data.label
+
+    @classmethod
+    def config_problems(cls, cfg: "Config") -> list[str]:
+        problems = []
+        if cfg.data.text == cfg.data.label:
+            problems.append(f"`data.text` and `data.label` both name the column {show(cfg.data.text)}: the model would "
+                            "read its answer; point data.text at the input text column")
+        for key, value in (("replay", cfg.forgetting.replay), ("ewc", cfg.forgetting.ewc)):
+            if value and not cfg.init_from:
+                problems.append(f"`forgetting.{key}` = {value} needs an earlier task to protect: set init_from: "
+                                "runs/<earlier run>")
+        return problems
+
+    @classmethod
+    def overfit_advice(cls, cfg: "Config | None") -> list[str]:
+        return ["try train.label_smoothing: 0.1"]
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_config(cls, cfg: "Config", tokenizer: Any, train_records: list[Record]) -> "ClassificationTask":
+        """Labels from the training data; continuing an earlier run (init_from), a new head beside its heads."""
+        labels, multi = label_set(train_records, cfg.data.label)
+        task = cls(tokenizer, labels, cfg.data.text, cfg.data.label, cfg.data.max_length,
+                   multi_label=multi, label_smoothing=cfg.train.label_smoothing)
+        if not cfg.init_from:
+            return task
+        if task.multi_label:
+            raise TuneforgeError("`init_from` with a multi-label task is not supported yet")
+        heads = heads_for(cfg, list(task.labels))
+        return HeadTask.wrap(task, heads[-1]["offset"], heads)
+
+    @classmethod
+    def from_saved(cls, cfg: "Config", tokenizer: Any, meta: dict[str, Any]) -> "ClassificationTask":
+        task = cls(tokenizer, meta["labels"], cfg.data.text, cfg.data.label, cfg.data.max_length,
+                   multi_label=meta.get("multi_label", False))
+        if meta.get("heads"):  # a continued run: one shared head, this task's slice of it
+            return HeadTask.wrap(task, meta["offset"], meta["heads"])
+        return task
+
+    def metadata(self) -> dict[str, Any]:
+        """What model/tuneforge.json must hold to rebuild this task at predict time."""
+        return {"labels": self.labels, "multi_label": self.multi_label}
+
+    @property
+    def model_labels(self) -> list[str]:
+        return list(self.labels)
+
+    def continue_model(self, model: nn.Module, cfg: "Config") -> nn.Module:
+        """The earlier run's model with this task's rows appended to the shared head."""
+        model = grow_head(model, self)
+        if cfg.train.model_dropout is not None:
+            set_dropout(model, cfg.train.model_dropout)
+        model.train()
+        return model
+
+    # ------------------------------------------------------------------ data
+    def encode(self, records: list[Record], split: str = "train") -> list[Example]:
+        ids = self.token_ids(records)
+        labels = [self._label(r, split) for r in records]
+        return [Example(i, y, r.where) for i, y, r in zip(ids, labels, records)]
+
+    def encode_unlabelled(self, records: list[Record]) -> list[Example]:
+        """For prediction: text only; the label slot holds a placeholder that is never read."""
+        blank: Any = [0] * len(self.labels) if self.multi_label else 0
+        return [Example(i, blank, r.where) for i, r in zip(self.token_ids(records), records)]
+
+    def _label(self, r: Record, split: str) -> Any:
+        kind, names = label_names(r, self.label_col)
+        if kind.startswith("list") and not self.multi_label:
+            raise DataError(r.file, r.line, f"label {preview(r.fields[self.label_col])} is a list, but the "
+                            "training labels are single values",
+                            "give one label per record, or lists in train too (multi-label)")
+        unknown = [n for n in names if n not in self.index]
+        if unknown:
+            raise DataError(r.file, r.line, f"label {preview(unknown[0])} in {split} never occurs in train "
+                            f"(train labels: {preview_list(self.labels)})", "fix the label or add train examples")
+        if self.multi_label:
+            hot = [0] * len(self.labels)
+            for n in names:
+                hot[self.index[n]] = 1
+            return hot
+        return self.index[names[0]]
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self.logits(model, batch).float()
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, batch["labels"])
+        return F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                 dtype: torch.dtype | None) -> dict[str, Any]:
+        """Loss and every metric on `examples` (model left in train mode afterwards if it was)."""
+        was_training = model.training
+        model.eval()
+        total, preds, truth = 0.0, [], []
+        for idx in self.batches(examples, batch_size):
+            batch = self.collate(examples, idx, device)
+            with autocast(device, dtype):
+                logits = self.logits(model, batch).float()
+            total += self._loss_sum(logits, batch["labels"])
+            preds.append(self._decide(logits).cpu())
+            truth.append(batch["labels"].cpu())
+        model.train(was_training)
+        y_true = torch.cat(truth).long().numpy()
+        y_pred = torch.cat(preds).numpy()
+        metrics = classification_metrics(y_true, y_pred, self.labels)
+        metrics["loss"] = total / max(len(examples), 1)
+        return metrics
+
+    def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        if self.multi_label:
+            return float(F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1).sum())
+        return float(F.cross_entropy(logits, labels, reduction="sum"))
+
+    def _decide(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits > 0).long() if self.multi_label else logits.argmax(-1)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                dtype: torch.dtype | None) -> list[dict[str, Any]]:
+        """Per example, in input order: the predicted label(s) and the class probabilities."""
+        model.eval()
+        out: list[dict[str, Any]] = [{} for _ in examples]
+        for idx in self.batches(examples, batch_size):
+            batch = self.collate(examples, idx, device)
+            with autocast(device, dtype):
+                logits = self.logits(model, batch).float()
+            probs = torch.sigmoid(logits) if self.multi_label else logits.softmax(-1)
+            for j, i in enumerate(idx):
+                p = probs[j].tolist()
+                if self.multi_label:
+                    label: Any = [self.labels[k] for k, v in enumerate(p) if v > 0.5]
+                else:
+                    label = self.labels[int(np.argmax(p))]
+                out[i] = {"label": label, "probs": dict(zip(self.labels, (round(v, 4) for v in p)))}
+        return out
+
+
+class HeadTask(ClassificationTask):
+    """A classification task that reads its logits from columns [offset, offset + len(labels)) of a shared head."""
+
+    def __init__(self, *args: Any, offset: int = 0, heads: list[dict[str, Any]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.offset, self.heads = offset, heads or []
+
+    @classmethod
+    def wrap(cls, task: ClassificationTask, offset: int, heads: list[dict[str, Any]]) -> "HeadTask":
+        return cls(task.tokenizer, task.labels, task.text_col, task.label_col, task.max_length,
+                   multi_label=task.multi_label, label_smoothing=task.label_smoothing, offset=offset, heads=heads)
+
+    @property
+    def model_labels(self) -> list[str]:
+        """Every output of the shared head, named task:label (what the HF config's id2label holds)."""
+        if not self.heads:
+            return list(self.labels)
+        return [f"{h['name']}:{label}" for h in self.heads for label in h["labels"]]
+
+    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        full = super().logits(model, batch)  # (B, all heads' labels)
+        return full[:, self.offset:self.offset + len(self.labels)]
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "heads": self.heads, "offset": self.offset}
+
+    def earlier_runs(self) -> list[EarlierRun]:
+        """Every head before this task's, each read through its own slice of this model's shared head."""
+        return [EarlierRun(h["name"], h["run"], lambda task, offset=h["offset"]: HeadTask.wrap(task, offset, []))
+                for h in self.heads[:-1]]
