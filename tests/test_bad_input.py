@@ -351,6 +351,61 @@ CASES: dict[str, Case] = {
 }
 
 
+# ---------------------------------------------------------------- regression (issue 14)
+RATED = [{"text": r["text"], "stars": i % 5 + 1} for i, r in enumerate(GOOD)]
+
+
+def regression(mutate: Callable[[dict[str, Any], Path], None] | None = None,
+               rows: str | None = None, name: str = "r.jsonl") -> Callable[[Path, Path], list[str]]:
+    """A regression config (target column `stars`) training on `rows` (default RATED), changed by `mutate`."""
+
+    def change(cfg: dict[str, Any], tmp: Path) -> None:
+        (tmp / name).write_text(jsonl(RATED) if rows is None else rows, encoding="utf-8")
+        cfg["task"] = "regression"
+        cfg["data"].update(train=str(tmp / name), label="stars")
+        if mutate:
+            mutate(cfg, tmp)
+
+    return with_config(change)
+
+
+def rated_with(bad: Any, at: int = 3) -> str:
+    """RATED with a record whose target is `bad` at line at + 1 (JSON writes NaN and Infinity bare)."""
+    return jsonl(RATED[:at] + [{"text": "fine kettle, odd note", "stars": bad}] + RATED[at:])
+
+
+def bad_regression_test_file(cfg: dict[str, Any], tmp: Path) -> None:
+    write_jsonl(tmp / "test.jsonl", [{"text": "fine kettle", "stars": 4}, {"text": "odd kettle", "stars": "4 stars"}])
+    cfg["data"]["test"] = str(tmp / "test.jsonl")
+
+
+CASES.update({
+    "regression-label-not-a-number": Case(regression(rows=rated_with("five")),
+                                          ["r.jsonl:4", "label 'five' in column 'stars' is not a number",
+                                           "task: classification"]),
+    "regression-label-nan": Case(regression(rows=rated_with(float("nan"))),
+                                 ["r.jsonl:4", "label nan in column 'stars' is not a finite number", "NaN"]),
+    "regression-label-infinity": Case(regression(rows=rated_with(float("-inf"))),
+                                      ["r.jsonl:4", "label -inf", "not a finite number"]),
+    "regression-label-bool": Case(regression(rows=rated_with(True)),
+                                  ["r.jsonl:4", "label True in column 'stars' is a boolean", "classification"]),
+    "regression-label-list": Case(regression(rows=rated_with([4, 5])), ["r.jsonl:4", "is a list", "one number"]),
+    "regression-csv-label-not-a-number": Case(regression(rows="text,stars\n" + "".join(
+        f"{r['text']},{r['stars']}\n" for r in RATED[:5]) + "odd kettle,four\n" + "".join(
+        f"{r['text']},{r['stars']}\n" for r in RATED[5:]), name="r.csv"), ["r.csv:7", "'four'", "not a number"]),
+    "regression-constant-target": Case(regression(rows=jsonl([{**r, "stars": 3} for r in RATED])),
+                                       ["r.jsonl", "every training target in column 'stars' is 3", "nothing to learn"]),
+    "regression-test-label-bad": Case(regression(bad_regression_test_file),
+                                      ["test.jsonl:2", "label '4 stars'", "not a number"]),
+    "regression-label-smoothing": Case(regression(set_key("train.label_smoothing", 0.1)),
+                                       ["`train.label_smoothing` = 0.1", "regression"]),
+    "regression-replay": Case(regression(set_key("forgetting.replay", 0.25)),
+                              ["`forgetting.replay` = 0.25", "forgetting.l2_to_base"]),
+    "regression-early-stopping-accuracy": Case(regression(set_key("train.early_stopping.metric", "val_accuracy")),
+                                               ["`train.early_stopping.metric`", "'val_accuracy'", "val_mae"]),
+})
+
+
 # ---------------------------------------------------------------- run directory safety (issue 13): case inputs
 
 def files_under(root: Path) -> list[Path]:
