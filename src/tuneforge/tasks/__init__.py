@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 REGISTRY = {
     "classification": "tuneforge.tasks.classification:ClassificationTask",
     "instruction": "tuneforge.tasks.instruction.task:InstructionTask",
+    "token_classification": "tuneforge.tasks.token_classification:TokenClassificationTask",
 }
 NAMES = tuple(REGISTRY)
 DEFAULT = NAMES[0]  # the config's default, and the task of runs saved before tuneforge.json named one
