@@ -105,6 +105,60 @@ def test_compare_ranks_token_runs_by_entity_f1(token_run):
     assert [r["method"] for r in rows] == ["full", "lora"] and not any(r.get("error") for r in rows)
     assert all(r["metric_name"] == "entity_f1_micro" and isinstance(r["metric"], float) for r in rows)
     assert "entity_f1_micro" in (cfg.run_dir / "compare.md").read_text()
+    from tuneforge.recipes.export import export_command
+
+    lora = Path(rows[1]["run_dir"])  # merged LoRA reloads in plain transformers' AutoModelForTokenClassification
+    assert export_command(lora, None, merge=True) == 0
+    assert json.loads((lora / "export" / "tuneforge.json").read_text())["merged_from"] == "lora"
+
+
+@pytest.mark.parametrize("name", ["full", "lora", "dora", "qlora", "adapter", "freeze", "scratch"])
+def test_every_method_trains_and_reloads_a_token_classifier(tmp_path_factory, name):
+    import torch
+
+    from tuneforge.config import load_config
+    from tuneforge.data.records import Record
+    from tuneforge.methods import get_method
+    from tuneforge.models import loading
+    from tuneforge.tasks import task_class
+
+    root = tmp_path_factory.getbasetemp() / "tiny-token-bert"
+    model_dir = root if (root / "config.json").exists() else make_tiny_bert(root)
+    cfg = load_config(None, base={"name": "m", "task": "token_classification", "model": str(model_dir),
+                                  "method": {"name": name, "layers": 1}, "data": {"train": "x"}})
+    source = loading.resolve(str(model_dir))
+    rows = [ticket(random.Random(i), i) for i in range(4)]
+    records = [Record({"text": r["text"], "spans": r["spans"]}, "t.jsonl", i + 1) for i, r in enumerate(rows)]
+    task = task_class("token_classification").from_config(cfg, loading.load_tokenizer(source), records)
+    method = get_method(name)
+    model = method.apply(task.load_model(cfg, source, method), cfg.method, task)
+    batch = task.collate(task.encode(records), [0, 1, 2, 3], torch.device("cpu"))
+    task.loss(model, batch).backward()
+    grads = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is not None and p.grad.abs().sum()]
+    assert any("classifier" in n for n in grads), name  # the head always trains
+    model.eval()
+    with torch.no_grad():
+        before = task.logits(model, batch)
+    out = tmp_path_factory.mktemp(name)
+    method.save(model, out)
+    again = method.load(task.load_model(cfg, loading.ModelSource("run", out) if method.saves_full_model
+                                        else source, method), out)
+    again.eval()
+    with torch.no_grad():
+        assert torch.allclose(task.logits(again, batch), before, atol=1e-4), name
+
+
+def test_a_scratch_run_predicts_with_its_trained_weights(token_run):
+    """load_run builds a scratch model from its config (fresh weights), then loads what training saved."""
+    from tuneforge.config import load_config
+    from tuneforge.recipes.inference import evaluate_run
+    from tuneforge.recipes.train import train
+
+    cfg = load_config(token_run / "cfg.yaml", ["name=scratch", "method.name=scratch", "train.epochs=1",
+                                               "forgetting.reference=null"])
+    final = train(cfg, quiet=True).eval["final"]["test"]
+    again = evaluate_run(cfg.run_dir, str(token_run / "test.jsonl"))
+    assert again["loss"] == pytest.approx(final["loss"], rel=1e-5)
 
 
 def test_bad_token_data_is_one_line(tmp_path, capsys):

@@ -80,7 +80,8 @@ def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
     rows = [(stage, split, m) for stage in ("base", "final") for split, m in results.get(stage, {}).items()
             if split != "train"]
     # the task's headline metrics that this run computed (fact_accuracy needs facts, json_validity a schema)
-    keys = [k for k in task_class(results["task"]).headline if any(isinstance(m.get(k), (int, float)) for *_, m in rows)]
+    keys = [k for k in task_class(results["task"]).headline
+            if any(isinstance(m.get(k), (int, float)) for *_, m in rows)]
     width = {k: max(17, len(k) + 2) for k in keys}
     print(f"\nrun: {run_dir}")
     header = f"{'model':<12}{'split':<12}" + "".join(f"{k:>{width[k]}}" for k in keys)

@@ -148,7 +148,8 @@ class ForgettingConfig:
 class EvalConfig:
     base: bool = _f(True, doc="also evaluate the model before fine-tuning")
     max_new_tokens: int = _f(64, lo=1, hi=8192, doc="instruction: generation length")
-    samples: int = _f(5, lo=0, doc="instruction: sample generations kept in eval.json")
+    samples: int = _f(5, lo=0, doc="sample generations (instruction) or mistakes (token_classification) kept "
+                      "in eval.json")
     batch_size: int = _f(64, lo=1, doc="evaluation batch size")
 
 

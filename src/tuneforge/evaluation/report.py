@@ -27,9 +27,9 @@ def write_outputs(run_dir: Path, results: dict[str, Any]) -> None:
                                         f"{split} confusion matrix (fine-tuned)"))
         for key, table in metrics.items():  # other tables of counts, e.g. entity types (gold rows, predicted columns)
             if split != "train" and isinstance(table, dict) and {"labels", "matrix"} <= set(table):
-                plots.append(plot_confusion(table["matrix"], table["labels"], run_dir / f"{key}_{split}.png",
-                                            f"{split} {key.replace('_', ' ')} (fine-tuned): {table.get('rows', 'gold')} "
-                                            f"vs {table.get('columns', 'predicted')}"))
+                title = f"{split} {key.replace('_', ' ')} (fine-tuned): {table.get('rows', 'gold')} (rows) " \
+                        f"vs {table.get('columns', 'predicted')}"
+                plots.append(plot_confusion(table["matrix"], table["labels"], run_dir / f"{key}_{split}.png", title))
     results["plots"] = [p.name for p in plots]
     atomic_write_text(run_dir / "report.html", render_html(results, [run_dir / p.name for p in plots]))
     atomic_write_json(run_dir / "eval.json", results)

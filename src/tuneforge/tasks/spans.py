@@ -169,7 +169,8 @@ def _one_span(r: Record, text: str, item: Any) -> Span:
         start = end = label = None
     ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end))
     if not ints or not isinstance(label, str) or not label.strip():
-        raise DataError(r.file, r.line, f"span {preview(item)} is not {{\"start\": int, \"end\": int, \"label\": text}}",
+        raise DataError(r.file, r.line, f"span {preview(item)} is not {{\"start\": int, \"end\": int, "
+                        "\"label\": text}",
                         "write each entity as {\"start\": 0, \"end\": 8, \"label\": \"ORDER_ID\"}")
     if not 0 <= start < end <= len(text):
         raise DataError(r.file, r.line, f"span {start}-{end} ({label}) lies outside the text ({len(text)} "

@@ -238,5 +238,6 @@ def scan_records(records: Sequence[Record], columns: Sequence[str], mode: str) -
     return out, rep
 
 
-__all__ = ["Finding", "Hit", "Placeholders", "detect", "detect_many", "redact", "redact_edits", "scan_records", "scan", "report",
+__all__ = ["Finding", "Hit", "Placeholders", "detect", "detect_many", "redact", "redact_edits", "scan_records", "scan",
+           "report",
            "block_message", "texts_of", "path_name", "notices", "MODES", "TYPES"]
