@@ -262,3 +262,13 @@ def test_every_ticket_reference_satisfies_its_schema():
 def test_join_tokens_ranges():
     text, ranges = join_tokens(["a", "bc", "d"])
     assert text == "a bc d" and [text[a:b] for a, b in ranges] == ["a", "bc", "d"]
+
+
+def test_embedding_forgetting_advice_names_the_methods_own_knob():
+    from tuneforge.guards.diagnosis import forgetting_advice
+
+    flagged = {"metric": "embedding_geometry", "flagged": True, "relative_change": -0.72, "before": 1.0, "after": 0.28}
+    lora = forgetting_advice({"method": "lora", "task": "token_classification", "forgetting": flagged})[0]
+    full = forgetting_advice({"method": "full", "task": "token_classification", "forgetting": flagged})[0]
+    assert "lower method.r or train.lr" in lora and "method.name: lora" not in lora  # it is a LoRA run already
+    assert "method.name: lora" in full and "forgetting.l2_to_base" in full
