@@ -106,9 +106,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
+        width = max([20] + [len(k) + 2 for k in metrics])
         for k, v in metrics.items():
             if isinstance(v, (int, float)):
-                print(f"{k:<20}{v:.4f}" if isinstance(v, float) else f"{k:<20}{v}")
+                print(f"{k:<{width}}{v:.4f}" if isinstance(v, float) else f"{k:<{width}}{v}")
     return 0
 
 
