@@ -2,6 +2,7 @@
 (spans and BIO files), predict with spans and offsets, eval, compare; an instruction run with data.schema."""
 from __future__ import annotations
 
+import html
 import json
 import random
 from pathlib import Path
@@ -67,6 +68,9 @@ def test_token_run_reports_entity_metrics_base_and_fine_tuned(token_run):
     assert meta["types"] == ["ORDER_ID", "PRODUCT"] and meta["tags"][0] == "O"
     audit = json.loads((run / "data_audit.json").read_text())
     assert "extraction data" in audit["pii"]["sensitive"]
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "test: per type (fine-tuned)" in page
+    assert ("test: mistakes (fine-tuned)" in page) == bool(ev["final"]["test"]["mistakes"])
 
 
 def test_predict_prints_spans_with_offsets(token_run, capsys):
@@ -202,6 +206,9 @@ def test_instruction_run_with_a_schema_scores_json_and_shows_invalid_answers(tmp
         assert test["invalid_outputs"][0]["error"].startswith(("not JSON", "empty answer"))
     meta = json.loads((tmp_path / "runs" / "js" / "model" / "tuneforge.json").read_text())
     assert meta["schema"]["required"] == ["code"]
+    page = (tmp_path / "runs" / "js" / "report.html").read_text(encoding="utf-8")
+    assert "test: invalid outputs (fine-tuned)" in page and "test: per field (fine-tuned)" in page
+    assert html.escape(test["invalid_outputs"][0]["error"][:40]) in page  # each invalid answer, with why
 
 
 def test_missing_schema_file_is_one_line(tmp_path, capsys):
