@@ -180,7 +180,7 @@ def test_bad_token_data_is_one_line(tmp_path, capsys):
 
 # ---------------------------------------------------------------- instruction with a JSON Schema
 
-def test_instruction_run_with_a_schema_scores_json_and_shows_invalid_answers(tmp_path):
+def test_instruction_run_with_a_schema_scores_json_and_shows_invalid_answers(tmp_path, capsys):
     from tuneforge.cli import main
 
     schema = tmp_path / "schema.json"
@@ -209,6 +209,13 @@ def test_instruction_run_with_a_schema_scores_json_and_shows_invalid_answers(tmp
     page = (tmp_path / "runs" / "js" / "report.html").read_text(encoding="utf-8")
     assert "test: invalid outputs (fine-tuned)" in page and "test: per field (fine-tuned)" in page
     assert html.escape(test["invalid_outputs"][0]["error"][:40]) in page  # each invalid answer, with why
+    # `tuneforge eval` scores JSON answers with the schema saved in the run, without the file
+    schema.unlink()
+    capsys.readouterr()  # the training summary
+    assert main(["eval", str(tmp_path / "runs" / "js"), "--data", str(tmp_path / "test.jsonl"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["json_validity"] == test["json_validity"] and again["field_f1"] == test["field_f1"]
+    assert len(again["invalid_outputs"]) == 3
 
 
 def test_missing_schema_file_is_one_line(tmp_path, capsys):
