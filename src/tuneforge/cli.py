@@ -77,16 +77,19 @@ def stopped_line(cfg: Any, args: argparse.Namespace, before: tuple[int, int] | N
 def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
     from .tasks import task_class
 
-    keys = task_class(results["task"]).headline
+    rows = [(stage, split, m) for stage in ("base", "final") for split, m in results.get(stage, {}).items()
+            if split != "train"]
+    # the task's headline metrics that this run computed (fact_accuracy needs facts, json_validity a schema)
+    keys = [k for k in task_class(results["task"]).headline
+            if any(isinstance(m.get(k), (int, float)) for *_, m in rows)]
+    width = {k: max(17, len(k) + 2) for k in keys}
     print(f"\nrun: {run_dir}")
-    header = f"{'model':<12}{'split':<12}" + "".join(f"{k:>17}" for k in keys)
+    header = f"{'model':<12}{'split':<12}" + "".join(f"{k:>{width[k]}}" for k in keys)
     print(header)
-    for stage in ("base", "final"):
-        for split, m in results.get(stage, {}).items():
-            if split == "train":
-                continue
-            cells = "".join(f"{m[k]:>17.4f}" if isinstance(m.get(k), (int, float)) else f"{'-':>17}" for k in keys)
-            print(f"{'base' if stage == 'base' else 'fine-tuned':<12}{split:<12}{cells}")
+    for stage, split, m in rows:
+        cells = "".join(f"{m[k]:>{width[k]}.4f}" if isinstance(m.get(k), (int, float)) else f"{'-':>{width[k]}}"
+                        for k in keys)
+        print(f"{'base' if stage == 'base' else 'fine-tuned':<12}{split:<12}{cells}")
     diag = results.get("diagnosis")
     if diag:
         print(f"diagnosis: {diag['label']}" + (f" — {diag['advice'][0]}" if diag.get("advice") else ""))
@@ -103,9 +106,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
+        width = max([20] + [len(k) + 2 for k in metrics])
         for k, v in metrics.items():
             if isinstance(v, (int, float)):
-                print(f"{k:<20}{v:.4f}" if isinstance(v, float) else f"{k:<20}{v}")
+                print(f"{k:<{width}}{v:.4f}" if isinstance(v, float) else f"{k:<{width}}{v}")
     return 0
 
 

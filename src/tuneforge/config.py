@@ -71,6 +71,12 @@ class DataConfig:
                     "batches; auto packs only where the attention kernel takes packed rows at no cost (flash)")
     limit: Union[int, None] = _f(None, lo=1, doc="read only the first N records of `data.train`; "
                                  "validation/test fractions are split off them")
+    spans: str = _f("spans", doc="token_classification: column of character-offset entities "
+                    "[{start, end, label}] in data.text")
+    tokens: str = _f("tokens", doc="token_classification: column of words (with data.tags), instead of text + spans")
+    tags: str = _f("tags", doc="token_classification: column of one BIO or IOBES tag per word of data.tokens")
+    schema: Union[str, None] = _f(None, doc="instruction: a JSON Schema file the responses must satisfy; eval "
+                                  "reports JSON validity, schema validity and field-level P/R/F1")
 
 
 @dataclass
@@ -142,7 +148,8 @@ class ForgettingConfig:
 class EvalConfig:
     base: bool = _f(True, doc="also evaluate the model before fine-tuning")
     max_new_tokens: int = _f(64, lo=1, hi=8192, doc="instruction: generation length")
-    samples: int = _f(5, lo=0, doc="instruction: sample generations kept in eval.json")
+    samples: int = _f(5, lo=0, doc="sample generations (instruction) or mistakes (token_classification) kept "
+                      "in eval.json")
     batch_size: int = _f(64, lo=1, doc="evaluation batch size")
 
 
@@ -401,7 +408,7 @@ def _forgetting_checks(cfg: Config) -> list[str]:
 
 def _resolve_paths(cfg: Config, root: Path) -> None:
     """Data paths in a config file are relative to the current directory if they exist there, else to the file."""
-    for split in ("train", "validation", "test"):
+    for split in ("train", "validation", "test", "schema"):
         v = getattr(cfg.data, split)
         if isinstance(v, str) and v and not Path(v).is_absolute() and not Path(v).exists() \
                 and (root / v).exists():

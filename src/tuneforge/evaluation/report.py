@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
 from typing import Any
 
 from ..runs.reading import read_metrics
 from ..runs.rundir import atomic_write_json, atomic_write_text
 from ..tasks import task_class
+
+DETAIL_CHARS = 600  # of one text cell in the report's tables
 
 
 def write_outputs(run_dir: Path, results: dict[str, Any]) -> None:
@@ -25,6 +28,11 @@ def write_outputs(run_dir: Path, results: dict[str, Any]) -> None:
             labels = list(metrics.get("per_class", {}))
             plots.append(plot_confusion(metrics["confusion_matrix"], labels, run_dir / f"confusion_{split}.png",
                                         f"{split} confusion matrix (fine-tuned)"))
+        for key, table in metrics.items():  # other tables of counts, e.g. entity types (gold rows, predicted columns)
+            if split != "train" and isinstance(table, dict) and {"labels", "matrix"} <= set(table):
+                title = f"{split} {key.replace('_', ' ')} (fine-tuned): {table.get('rows', 'gold')} (rows) " \
+                        f"vs {table.get('columns', 'predicted')}"
+                plots.append(plot_confusion(table["matrix"], table["labels"], run_dir / f"{key}_{split}.png", title))
     results["plots"] = [p.name for p in plots]
     atomic_write_text(run_dir / "report.html", render_html(results, [run_dir / p.name for p in plots]))
     atomic_write_json(run_dir / "eval.json", results)
@@ -107,6 +115,7 @@ def render_html(results: dict[str, Any], images: list[Path]) -> str:
     training = results.get("training", {})
     parts.append("<h2>Training</h2><ul>" + "".join(f"<li>{html.escape(k)}: {html.escape(str(v))}</li>"
                                                    for k, v in training.items()) + "</ul>")
+    parts.extend(_detail_sections(results))
     notes = results.get("notes", [])
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
@@ -114,3 +123,34 @@ def render_html(results: dict[str, Any], images: list[Path]) -> str:
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
     return f"<!doctype html><html><head><meta charset='utf-8'><title>tuneforge report</title>" \
            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+
+
+def _cell(v: Any) -> str:
+    text = f"{v:.4f}" if isinstance(v, float) else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+    return f"<td style='text-align:left;white-space:pre-wrap'>{html.escape(str(text)[:DETAIL_CHARS])}</td>"
+
+
+def _detail_sections(results: dict[str, Any]) -> list[str]:
+    """The fine-tuned model's tables by shape, whatever the task: a dict of per-key metric dicts (per type,
+    per field, per class) and a list of example dicts (mistakes, invalid JSON answers, samples)."""
+    parts = []
+    for split, metrics in results.get("final", {}).items():
+        for key, value in metrics.items():
+            if split == "train" or not value:
+                continue
+            if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()) \
+                    and not {"labels", "matrix"} <= set(value):
+                cols = list(dict.fromkeys(c for v in value.values() for c in v))
+                rows = "".join(f"<tr><td>{html.escape(str(k))}</td>" + "".join(
+                    f"<td>{v[c]:.4f}</td>" if isinstance(v.get(c), float) else f"<td>{html.escape(str(v.get(c, '')))}"
+                    "</td>" for c in cols) + "</tr>" for k, v in value.items())
+            elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
+                cols = list(dict.fromkeys(c for v in value for c in v))
+                rows = "".join(f"<tr><td>{i}</td>" + "".join(_cell(v.get(c, "")) for c in cols) + "</tr>"
+                               for i, v in enumerate(value, 1))
+            else:
+                continue
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+            parts.append(f"<h2>{html.escape(split)}: {html.escape(key.replace('_', ' '))} (fine-tuned)</h2>"
+                         f"<table><tr><th></th>{head}</tr>{rows}</table>")
+    return parts

@@ -252,9 +252,9 @@ def forgetting_advice(results: dict[str, Any]) -> list[str]:
     what = {"accuracy": "accuracy on the earlier task(s)", "perplexity": "perplexity on general text",
             "embedding_geometry": "the geometry of the body's sentence embeddings"}.get(f["metric"], f["metric"])
     line = f"forgetting flagged: {what} changed {100 * f['relative_change']:+.1f}% ({f['before']:.4f} → {f['after']:.4f})"
-    if f["metric"] == "embedding_geometry":
-        return [line + "; if the body is also used for embeddings, use method.name: lora or forgetting.l2_to_base"]
     fewer = _advisors(results)[0].forgetting_advice()
+    if f["metric"] == "embedding_geometry":  # the method's own knob: a LoRA run is told to lower r, not to use LoRA
+        return [line + f"; if the body is also used for embeddings, {fewer}, or pull it back (forgetting.l2_to_base)"]
     return [line + "; mix old data into training (forgetting.replay: 0.25), hold important weights "
             f"(forgetting.ewc), or {fewer}"]
 

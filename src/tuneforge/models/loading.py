@@ -274,12 +274,14 @@ def _load_config(src: ModelSource, kwargs: dict[str, Any]) -> Any:
 
 
 def load_classifier(src: ModelSource, labels: list[str], scratch: bool = False, dropout: float | None = None,
-                    problem_type: str | None = None) -> Any:
-    """A sequence-classification model with a fresh head of len(labels) outputs (or fresh everything if scratch).
+                    problem_type: str | None = None, auto_class: str = "AutoModelForSequenceClassification") -> Any:
+    """A classification model with a fresh head of len(labels) outputs (or fresh everything if scratch):
+    one per sequence, or one per token with auto_class AutoModelForTokenClassification.
 
     `problem_type` is transformers' (single_label_classification, multi_label_classification, regression)."""
-    from transformers import AutoModelForSequenceClassification
+    import transformers
 
+    auto = getattr(transformers, auto_class)
     quiet_transformers()
     kwargs: dict[str, Any] = {"local_files_only": True}
     if src.gguf_file:
@@ -298,9 +300,9 @@ def load_classifier(src: ModelSource, labels: list[str], scratch: bool = False, 
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     if scratch:
-        return AutoModelForSequenceClassification.from_config(config)
+        return auto.from_config(config)
     with reading(src):
-        return AutoModelForSequenceClassification.from_pretrained(str(src.path), config=config, **kwargs)
+        return auto.from_pretrained(str(src.path), config=config, **kwargs)
 
 
 def load_causal_lm(src: ModelSource, scratch: bool = False) -> Any:

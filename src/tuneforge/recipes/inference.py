@@ -40,6 +40,8 @@ def load_run(run_dir: Path) -> LoadedRun:
     task = task_class(cfg.task).from_saved(cfg, tokenizer, meta)
     if method.saves_full_model:  # the saved directory is a complete model
         model = task.load_model(cfg, loading.ModelSource(cfg.model, run_dir / "model"), method)
+        if method.scratch:  # built with fresh weights from its config.json: the trained ones go on top
+            model = method.load(model, run_dir / "model")
     else:  # an adapter: on top of the model the run started from
         model = method.load(start_model(cfg, loading.resolve(cfg.model), task, method), run_dir / "model")
     model.to(pick_device()).eval()

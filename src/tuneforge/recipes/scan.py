@@ -22,9 +22,10 @@ SPLIT_WORDS = {"test": "test", "eval": "test", "valid": "validation", "val": "va
 
 def scan_command(paths: list[str], config: str | None, out: str | None, columns: list[str] | None) -> int:
     t0 = time.perf_counter()
-    splits, cols, leak_cols, leak = _inputs(paths, config, columns)
+    splits, cols, leak_cols, leak, sensitive = _inputs(paths, config, columns)
     _, report = audit(splits, cols, "warn", "warn", leak.threshold, ngram=leak.ngram, group_column=leak_cols[1],
-                      shingle=leak.shingle, ngram_share=leak.ngram_share, leak_columns=leak_cols[0])
+                      shingle=leak.shingle, ngram_share=leak.ngram_share, leak_columns=leak_cols[0],
+                      sensitive=sensitive)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     for line in summary_lines(report):
         print(line)
@@ -40,22 +41,25 @@ def scan_command(paths: list[str], config: str | None, out: str | None, columns:
 
 
 def _inputs(paths: list[str], config: str | None, columns: list[str] | None
-            ) -> tuple[dict[str, list[Record]], list[str], tuple[list[str] | None, str | None], LeakageConfig]:
-    """(splits, PII columns, (leakage columns, group column), leakage settings)."""
+            ) -> tuple[dict[str, list[Record]], list[str], tuple[list[str] | None, str | None], LeakageConfig,
+                       str | None]:
+    """(splits, PII columns, (leakage columns, group column), leakage settings, why the data is sensitive);
+    with a config, the records in its task's layout (as `train` vets them)."""
     if config:
         cfg = load_config(config)
         kind = task_class(cfg.task)
         splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, kind.stratify_column(cfg),
                              cfg.data.group, cfg.train.seed)
+        splits = {name: kind.normalize_records(cfg, records) for name, records in splits.items()}
         return splits, columns or kind.pii_columns(cfg), (columns or kind.leakage_columns(cfg), cfg.data.group), \
-            cfg.leakage
+            cfg.leakage, kind.privacy_notice(cfg)
     if not paths:
         raise TuneforgeError("give data files to scan (first is train), or --config CONFIG")
     splits: dict[str, list[Record]] = {}
     for i, path in enumerate(paths):
         splits[_split_name(path, i, splits)] = read_records(path)
     cols = columns or _text_fields(splits["train"])
-    return splits, cols, (cols, None), LeakageConfig()
+    return splits, cols, (cols, None), LeakageConfig(), None
 
 
 def _split_name(path: str, position: int, taken: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ REGISTRY = {
     "classification": "tuneforge.tasks.classification:ClassificationTask",
     "instruction": "tuneforge.tasks.instruction.task:InstructionTask",
     "regression": "tuneforge.tasks.regression:RegressionTask",
+    "token_classification": "tuneforge.tasks.token_classification:TokenClassificationTask",
 }
 NAMES = tuple(REGISTRY)
 DEFAULT = NAMES[0]  # the config's default, and the task of runs saved before tuneforge.json named one

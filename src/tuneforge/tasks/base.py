@@ -112,6 +112,26 @@ class Task(ABC):
         return []
 
     @classmethod
+    def normalize_records(cls, cfg: "Config", records: list["Record"]) -> list["Record"]:
+        """The records in the one layout this task trains on, before vetting, so that the PII scan, redaction
+        and the leakage check read the text the model will read (default: as read)."""
+        return records
+
+    @classmethod
+    def after_redaction(cls, cfg: "Config", fields: dict[str, Any],
+                        edits: dict[tuple[Any, ...], list[tuple[int, int, int, int]]]
+                        ) -> tuple[dict[str, Any], dict[str, int]]:
+        """A redacted record's fields made consistent with its redacted text. `edits` maps each redacted field
+        path (("text",), ("messages", 2, "content")) to its replacements (start, end, new start, new end), in
+        order. Returns the fields and counts for the audit (default: unchanged, nothing counted)."""
+        return fields, {}
+
+    @classmethod
+    def privacy_notice(cls, cfg: "Config") -> str | None:
+        """What the data audit says first when this task's data is a sensitive kind (None: nothing)."""
+        return None
+
+    @classmethod
     def input_layouts(cls, cfg: "Config", labelled: bool) -> tuple[dict[str, list[str]], list[str]]:
         """The column layouts a data file for eval/predict may have ({layout: columns, leading one first})
         and the order they are tried in; a record must hold every column of the first layout whose

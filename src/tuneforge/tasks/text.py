@@ -1,7 +1,9 @@
-"""Tasks that read one text column and predict one thing per text, through a head on the whole sequence
-(transformers' AutoModelForSequenceClassification, on an encoder or a decoder): classification, and any task
-of the same shape (a score, a rating). What they share lives here: the text column, tokenization, padded
-batches, the model with its head, the head's module names, and the embedding-geometry forgetting probe.
+"""Tasks that read one text column and predict through a classification head on the encoder's (or decoder's)
+hidden states: one thing per text (transformers' AutoModelForSequenceClassification: classification, and any
+task of the same shape, a score, a rating), or one label per token (AutoModelForTokenClassification:
+token_classification, which overrides the batches). What they share lives here: the text column,
+tokenization, padded batches, the model with its head, the head's module names, and the embedding-geometry
+forgetting probe.
 """
 from __future__ import annotations
 
@@ -59,7 +61,8 @@ class TextTask(Task):
     # ------------------------------------------------------------------ the model
     def load_model(self, cfg: "Config", source: "ModelSource", method: Any) -> nn.Module:
         return loading.load_classifier(source, self.model_labels, scratch=method.scratch,
-                                       dropout=cfg.train.model_dropout, problem_type=self.problem_type)
+                                       dropout=cfg.train.model_dropout, problem_type=self.problem_type,
+                                       auto_class=self.auto_class)
 
     @classmethod
     def head_modules(cls, model: nn.Module) -> list[str] | None:

@@ -27,13 +27,18 @@ class AuditError(TuneforgeError):
 def audit(splits: Mapping[str, Sequence[Record]], columns: Sequence[str], pii_mode: str = "redact",
           leakage_policy: str = "fail", threshold: float = 0.8, *, ngram: int = 13,
           group_column: str | None = None, shingle: int = 1, ngram_share: float = 0.0,
-          leak_columns: Sequence[str] | None = None) -> tuple[dict[str, list[Record]], dict[str, Any]]:
+          leak_columns: Sequence[str] | None = None, remap: privacy.Remap | None = None,
+          sensitive: str | None = None) -> tuple[dict[str, list[Record]], dict[str, Any]]:
     """Scan every split for PII under `pii_mode`, then find duplicates and leaks and apply
     `leakage_policy`. Returns the (possibly redacted, deduplicated) splits and the audit dict
-    {"pii", "leakage", "splits"[, "groups"]}. Raises AuditError (a TuneforgeError) for block/fail."""
+    {"pii", "leakage", "splits"[, "groups"]}. Raises AuditError (a TuneforgeError) for block/fail.
+    `remap` keeps what points into a redacted text consistent (privacy.scan); `sensitive` says why this kind
+    of data is sensitive (pii["sensitive"], the first line of the summary)."""
     if leakage_policy not in leakage.POLICIES:  # fail before the scan, not after it
         raise TuneforgeError(f"leakage.policy is '{leakage_policy}', expected one of {', '.join(leakage.POLICIES)}")
-    redacted, pii = scan_splits(splits, columns, pii_mode)
+    redacted, pii = scan_splits(splits, columns, pii_mode, remap)
+    if sensitive:
+        pii["sensitive"] = sensitive
     result: dict[str, Any] = {"pii": pii}
     if group_column:
         result["groups"] = leakage.check_groups(redacted, group_column)
@@ -53,26 +58,33 @@ def audit(splits: Mapping[str, Sequence[Record]], columns: Sequence[str], pii_mo
 
 
 def vet(splits: Mapping[str, Sequence[Record]], cfg: Any, task: Any) -> tuple[dict[str, list[Record]], dict[str, Any]]:
-    """The audit under the config's policies, on the columns the task names (PII: everything it reads or
-    writes out; leakage: its inputs)."""
+    """The audit under the config's policies, on the records in the task's layout and the columns it names
+    (PII: everything it reads or writes out; leakage: its inputs); redaction keeps the task's own pointers
+    into the text (spans) consistent, and the task says when its kind of data is sensitive."""
     lk = cfg.leakage
+    splits = {name: task.normalize_records(cfg, list(records)) for name, records in splits.items()}
     return audit(splits, task.pii_columns(cfg), cfg.privacy.pii, lk.policy, lk.threshold, ngram=lk.ngram,
                  group_column=cfg.data.group, shingle=lk.shingle, ngram_share=lk.ngram_share,
-                 leak_columns=task.leakage_columns(cfg))
+                 leak_columns=task.leakage_columns(cfg),
+                 remap=lambda fields, edits: task.after_redaction(cfg, fields, edits),
+                 sensitive=task.privacy_notice(cfg))
 
 
-def scan_splits(splits: Mapping[str, Sequence[Record]], columns: Sequence[str], mode: str
-                ) -> tuple[dict[str, list[Record]], dict[str, Any]]:
+def scan_splits(splits: Mapping[str, Sequence[Record]], columns: Sequence[str], mode: str,
+                remap: privacy.Remap | None = None) -> tuple[dict[str, list[Record]], dict[str, Any]]:
     """PII scan of every split; one combined report with the split named at each location."""
     if mode == "off":
         _, rep = privacy.scan_records([], columns, "off")
         return {n: list(r) for n, r in splits.items()}, rep | {"by_split": {}}
     privacy.scan_records([], columns, mode)  # validates the mode before any work
-    out, reports = {}, {}
+    out, reports, remapped = {}, {}, Counter()
     for name, records in splits.items():
-        out[name], hits, n_with = privacy.scan(records, columns, redact_values=(mode == "redact"))
+        out[name], hits, n_with = privacy.scan(records, columns, (mode == "redact"), remap, remapped)
         reports[name] = privacy.report(hits, mode, len(records), n_with, split=name)
-    return out, _merge(reports, mode)
+    merged = _merge(reports, mode)
+    if remapped:
+        merged["remapped"] = dict(remapped)
+    return out, merged
 
 
 def _merge(reports: dict[str, dict[str, Any]], mode: str) -> dict[str, Any]:
@@ -113,8 +125,9 @@ def summary_lines(audit_dict: dict[str, Any], max_places: int = 3) -> list[str]:
 
 
 def _pii_lines(pii: dict[str, Any], max_places: int) -> list[str]:
+    sensitive = [f"privacy: {pii['sensitive']}"] if pii.get("sensitive") else []
     if pii["mode"] == "off":
-        return ["privacy: off (no scan)"]
+        return sensitive + ["privacy: off (no scan)"]
     if not pii["total"]:
         lines = [f"privacy ({pii['mode']}): no PII found in {pii['records_scanned']:,} records"]
     else:
@@ -124,7 +137,11 @@ def _pii_lines(pii: dict[str, Any], max_places: int) -> list[str]:
                  f"{pii['records_scanned']:,} records, {action} — {types}"]
         places = [f"{x['file']}:{x['line']} {x['type']} ({x['field']})" for x in pii["locations"][:max_places]]
         lines.append("  " + "; ".join(places) + (" ..." if pii["total"] > max_places else ""))
-    return lines + [f"  note: {n}" for n in pii.get("notices", [])]
+    remapped = pii.get("remapped")
+    if remapped:
+        lines.append("  redaction re-aligned what points into the text: "
+                     + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in remapped.items()))
+    return sensitive + lines + [f"  note: {n}" for n in pii.get("notices", [])]
 
 
 def _leak_lines(leak: dict[str, Any], max_places: int) -> list[str]:

@@ -29,7 +29,7 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import phonenumbers
 
@@ -86,15 +86,26 @@ def _e164(value: str) -> str | None:
     return None
 
 
+Edit = tuple[int, int, int, int]  # a replaced range (start, end) and where its placeholder lies (new start, new end)
+
+
 def redact(text: str, findings: Iterable[Finding], registry: Placeholders) -> str:
     """Replace every finding by its typed placeholder; `registry` keeps them consistent in a record."""
-    parts, pos = [], 0
+    return redact_edits(text, findings, registry)[0]
+
+
+def redact_edits(text: str, findings: Iterable[Finding], registry: Placeholders) -> tuple[str, list[Edit]]:
+    """`redact`, and the edits it made in order: what character offsets into the text must follow."""
+    parts, pos, size, edits = [], 0, 0, []
     for f in sorted(findings, key=lambda f: f.start):
         if f.start < pos:
             continue  # overlapping findings (detect never makes them): the first one wins
-        parts += [text[pos:f.start], registry.get(f.type, text[f.start:f.end])]
-        pos = f.end
-    return "".join(parts) + text[pos:]
+        placeholder = registry.get(f.type, text[f.start:f.end])
+        size += f.start - pos
+        edits.append((f.start, f.end, size, size + len(placeholder)))
+        parts += [text[pos:f.start], placeholder]
+        pos, size = f.end, size + len(placeholder)
+    return "".join(parts) + text[pos:], edits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,22 +168,34 @@ def _check_mode(mode: str) -> None:
         raise TuneforgeError(f"privacy.pii is '{mode}', expected one of {', '.join(MODES)}")
 
 
-def scan(records: Sequence[Record], columns: Sequence[str], redact_values: bool
-         ) -> tuple[list[Record], list[Hit], int]:
-    """Detect (and optionally redact) PII in every record; returns (records, hits, records with PII)."""
+# After redaction: (fields, {path: edits}) -> (fields made consistent with the new text, counts for the report)
+Remap = Callable[[dict[str, Any], dict[_Path, list[Edit]]], tuple[dict[str, Any], dict[str, int]]]
+
+
+def scan(records: Sequence[Record], columns: Sequence[str], redact_values: bool, remap: Remap | None = None,
+         remapped: Counter[str] | None = None) -> tuple[list[Record], list[Hit], int]:
+    """Detect (and optionally redact) PII in every record; returns (records, hits, records with PII).
+
+    `remap` re-aligns what points into a redacted text (a task's character spans), adding its counts to
+    `remapped`."""
     entries = [texts_of(r.fields, columns) for r in records]
     flat = [text for e in entries for _, text in e]
     found = iter(detect_many(flat))
     out, hits, n_with = [], [], 0
     for rec, entry in zip(records, entries):
-        registry, fields = Placeholders(), None
+        registry, fields, edits = Placeholders(), None, {}
         before = len(hits)
         for path, text in entry:
             fs = next(found)
             hits += [Hit(rec.file, rec.line, path_name(path), f.type) for f in fs]
             if fs and redact_values:
                 fields = fields if fields is not None else dict(rec.fields)
-                _set_path(fields, path, redact(text, fs, registry))
+                new, edits[path] = redact_edits(text, fs, registry)
+                _set_path(fields, path, new)
+        if fields is not None and remap is not None:
+            fields, counts = remap(fields, edits)
+            if remapped is not None:
+                remapped.update(counts)
         n_with += len(hits) > before
         out.append(rec if fields is None else Record(fields, rec.file, rec.line, dict(rec.meta)))
     return out, hits, n_with
@@ -215,5 +238,6 @@ def scan_records(records: Sequence[Record], columns: Sequence[str], mode: str) -
     return out, rep
 
 
-__all__ = ["Finding", "Hit", "Placeholders", "detect", "detect_many", "redact", "scan_records", "scan", "report",
+__all__ = ["Finding", "Hit", "Placeholders", "detect", "detect_many", "redact", "redact_edits", "scan_records", "scan",
+           "report",
            "block_message", "texts_of", "path_name", "notices", "MODES", "TYPES"]

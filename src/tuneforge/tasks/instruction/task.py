@@ -22,6 +22,7 @@ from ...data.records import Record
 from ...errors import DataError
 from ...evaluation.generation import greedy
 from ...evaluation.genmetrics import generation_metrics
+from ...evaluation.structured import load_schema, structured_metrics
 from ...models import loading
 from ...models.anatomy import body_and_head, model_config
 from ...training.device import autocast, prefer_eager_attention
@@ -59,7 +60,8 @@ class InstructionTask(Task):
     name = "instruction"
     peft_task_type = "CAUSAL_LM"
     auto_class = "AutoModelForCausalLM"
-    headline = ("exact_match", "token_f1", "rouge_l", "fact_accuracy", "perplexity")
+    headline = ("exact_match", "token_f1", "rouge_l", "fact_accuracy", "json_validity", "schema_validity",
+                "field_f1", "perplexity")  # the json/field metrics come with data.schema
     primary_metric = "rouge_l"
     curve_metric = "rouge_l"  # generated on test splits only: validation curves show the loss alone
     # What `evaluate` computes on validation data (no generation there); `n` and `tokens` are counts.
@@ -67,8 +69,8 @@ class InstructionTask(Task):
     generates = True
 
     def __init__(self, tokenizer: Any, fmt: Formatting, packing: bool | str = "auto", max_new_tokens: int = 64,
-                 samples: int = 5):
-        self.tokenizer, self.fmt = tokenizer, fmt
+                 samples: int = 5, schema: Any = None):
+        self.tokenizer, self.fmt, self.schema = tokenizer, fmt, schema  # schema: the answers' JSON Schema
         self.packing_setting = packing
         self.packing = packing is True  # `auto` stays unpacked unless prepare_model finds a flash kernel
         self.max_new_tokens, self.samples = max_new_tokens, samples
@@ -125,7 +127,7 @@ class InstructionTask(Task):
                          d.prompt, d.input, d.response, d.messages, d.text, d.system, d.train_on_inputs,
                          d.max_length)
         return cls(tokenizer, fmt, packing=cfg.data.packing, max_new_tokens=cfg.eval.max_new_tokens,
-                   samples=cfg.eval.samples)
+                   samples=cfg.eval.samples, schema=load_schema(d.schema) if d.schema else None)
 
     @classmethod
     def from_saved(cls, cfg: "Config", tokenizer: Any, meta: dict[str, Any]) -> "InstructionTask":
@@ -133,11 +135,12 @@ class InstructionTask(Task):
         if not meta.get("formatting"):
             return cls.from_config(cfg, tokenizer)
         return cls(tokenizer, Formatting(**meta["formatting"]), packing=cfg.data.packing,
-                   max_new_tokens=cfg.eval.max_new_tokens, samples=cfg.eval.samples)
+                   max_new_tokens=cfg.eval.max_new_tokens, samples=cfg.eval.samples, schema=meta.get("schema"))
 
     def metadata(self) -> dict[str, Any]:
         """What model/tuneforge.json holds so that inference formats exactly like training."""
-        return {"formatting": asdict(self.fmt), "stop_ids": self.stop_ids}
+        out = {"formatting": asdict(self.fmt), "stop_ids": self.stop_ids}
+        return out if self.schema is None else {**out, "schema": self.schema}  # eval scores JSON without the file
 
     def load_model(self, cfg: "Config", source: "ModelSource", method: Any) -> nn.Module:
         return loading.load_causal_lm(source, scratch=method.scratch)
@@ -375,6 +378,9 @@ class InstructionTask(Task):
         metrics["samples"] = [{"where": e.where, "prompt": e.question, "reference": e.reference,
                                "generated": o, **({"fact": e.fact} if e.fact else {})}
                               for e, o in list(zip(examples, outputs))[:self.samples]]
+        if self.schema is not None:  # JSON answers: validity, schema validity, field-level scores, invalid ones
+            metrics.update(structured_metrics(outputs, [e.reference or "" for e in examples], self.schema,
+                                              [e.where for e in examples]))
         return metrics
 
     def generate(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,
