@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import yaml
 
 from .errors import ConfigError, clip, show
 from .methods import NAMES as METHOD_NAMES
+from .models.loading import EMBEDDED
 from .safeyaml import YamlRefused, safe_load
 from .tasks import DEFAULT as DEFAULT_TASK
 from .tasks import NAMES as TASK_NAMES
@@ -185,8 +187,11 @@ ALIASES = {
     "lora_dropout": "dropout", "target_modules": "targets", "lora_target_modules": "targets",
     "max_seq_length": "max_length", "sequence_len": "max_length", "max_len": "max_length",
     "use_rslora": "rslora", "eval_steps": "eval_every", "save_steps": "checkpoint_every",
-    "logging_steps": "log_every", "text_column": "text", "label_column": "label",
+    "logging_steps": "log_every", "text_column": "text", "label_column": "label", "cutoff_len": "max_length",
 }
+# Keys that hold file or directory paths: in a config file they resolve against the file's directory.
+PATH_KEYS = ("data.train", "data.validation", "data.test", "model", "forgetting.reference", "init_from")
+NOT_PATHS = {"model": tuple(EMBEDDED), "forgetting.reference": ("builtin",)}
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None,
@@ -195,10 +200,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     raw: dict[str, Any] = dict(base or {})
     problems: list[str] = []
     if path is not None:
-        raw = _read_yaml(Path(path))
+        raw = resolve_paths(_read_yaml(Path(path)), Path(path).parent)
         raw.setdefault("name", Path(path).stem)
+    raw.pop("_provenance", None)  # a run's own config.yaml re-runs as is: its provenance is a record, not a key
     for item in overrides or []:
         _apply_override(raw, item, problems)
+    raw = resolve_paths(raw, Path.cwd())  # paths given on the command line are the working directory's
     cfg = _build(Config, raw, "", problems)
     if not problems:
         problems += _cross_checks(cfg)
@@ -206,8 +213,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         problems = problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS:,} more problems"]
     if problems:
         raise ConfigError(problems)
-    if path is not None:
-        _resolve_paths(cfg, Path(path).parent)
     return cfg
 
 
@@ -276,10 +281,7 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
     for key, value in raw.items():
         name = f"{prefix}{clip(str(key))}"
         if key not in fields:
-            alias = ALIASES.get(str(key))
-            close = [alias] if alias in fields else difflib.get_close_matches(clip(str(key)), list(fields), n=1)
-            hint = f"; did you mean `{prefix}{close[0]}`?" if close else f" (known: {', '.join(fields)})"
-            problems.append(f"unknown key `{name}`{hint}")
+            problems.append(f"unknown key `{name}`{_hint(str(key), prefix, fields)}")
             continue
         typ = hints[key]
         if dataclasses.is_dataclass(typ):
@@ -296,6 +298,20 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
             continue
         values[key] = coerced
     return cls(**values)
+
+
+def _hint(key: str, prefix: str, fields: dict[str, Any]) -> str:
+    """"; did you mean `train.lr`?" for a misspelt key, or an alias other tools use (Axolotl, LLaMA-Factory, HF
+    TrainingArguments), also when it sits in another section (flat `learning_rate` at the top level)."""
+    alias = ALIASES.get(key)
+    if alias in fields:
+        return f"; did you mean `{prefix}{alias}`?"
+    if alias:
+        homes = [k for k, _, _ in reference_rows() if k.rsplit(".", 1)[-1] == alias]
+        if homes:
+            return f"; did you mean `{homes[0]}`?"
+    close = difflib.get_close_matches(clip(key), list(fields), n=1)
+    return f"; did you mean `{prefix}{close[0]}`?" if close else f" (known: {', '.join(fields)})"
 
 
 def _coerce(value: Any, typ: Any) -> tuple[bool, Any, str]:
@@ -399,21 +415,53 @@ def _forgetting_checks(cfg: Config) -> list[str]:
     return problems + task_class(cfg.task).config_problems(cfg)
 
 
-def _resolve_paths(cfg: Config, root: Path) -> None:
-    """Data paths in a config file are relative to the current directory if they exist there, else to the file."""
-    for split in ("train", "validation", "test"):
-        v = getattr(cfg.data, split)
-        if isinstance(v, str) and v and not Path(v).is_absolute() and not Path(v).exists() \
-                and (root / v).exists():
-            setattr(cfg.data, split, str(root / v))
+def resolve_paths(raw: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The path keys of a config file read from `root` (its directory): a relative path names a file beside
+    the config (`train: sentiment/train.jsonl` in examples/x.yaml is examples/sentiment/train.jsonl, from
+    any working directory); a path found only under the working directory (configs written before paths
+    were config-relative, and their runs) still works. Paths come out relative to the working directory
+    when under it, else absolute; a path found nowhere is left as written, for its error to name."""
+    out = dict(raw)
+    for key in PATH_KEYS:
+        section, _, leaf = key.rpartition(".")
+        node = out.get(section) if section else out
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if not isinstance(value, str) or not value or value in NOT_PATHS.get(key, ()):
+            continue
+        found = next((p for p in (root / value, Path(value)) if p.exists()), None)
+        if found is not None:
+            if section:
+                node = out[section] = dict(node)
+            node[leaf] = _tidy(found)
+    return out
+
+
+def _tidy(path: Path) -> str:
+    full = os.path.abspath(path)
+    here = os.getcwd()
+    return os.path.relpath(full) if os.path.commonpath([full, here]) == here else full
+
+
+def relative_paths(data: dict[str, Any], root: Path) -> dict[str, Any]:
+    """`data` (a dumped config) with its existing paths relative to `root`: a run's config.yaml names its
+    inputs relative to itself, so it re-runs from any working directory and survives moving the project."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for key in PATH_KEYS:
+        section, _, leaf = key.rpartition(".")
+        node = out.get(section) if section else out
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and value not in NOT_PATHS.get(key, ()) and Path(value).exists():
+            node[leaf] = os.path.relpath(os.path.abspath(value), os.path.abspath(root))
+    return out
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def dump_yaml(cfg: Config, extra: dict[str, Any] | None = None) -> str:
-    data = to_dict(cfg)
+def dump_yaml(cfg: Config, extra: dict[str, Any] | None = None, relative_to: Path | None = None) -> str:
+    """The config as YAML (+ `_provenance`); `relative_to`: paths relative to that directory (a run's own)."""
+    data = to_dict(cfg) if relative_to is None else relative_paths(to_dict(cfg), relative_to)
     if extra:
         data["_provenance"] = extra
     return yaml.safe_dump(data, sort_keys=False)

@@ -107,7 +107,8 @@ def train(cfg: Config, overwrite: bool = False, quiet: bool = False,
     ready = start(prep, method, early)
     run_dir = rundir.prepare(cfg.run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
     with rundir.lock(run_dir):
-        rundir.atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg, reading.provenance(cfg, prep.splits)))
+        rundir.atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg, reading.provenance(cfg, prep.splits),
+                                                                       relative_to=run_dir))
         rundir.atomic_write_json(run_dir / "data_audit.json", prep.audit)
         with RunLog(run_dir, quiet=quiet) as log:
             log.notes[:0] = early.notes

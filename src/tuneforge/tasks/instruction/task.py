@@ -26,8 +26,8 @@ from ...models import loading
 from ...models.anatomy import body_and_head, model_config
 from ...training.device import autocast, prefer_eager_attention
 from ..base import Task, batch_indices
-from .formatting import (FALLBACK_TEMPLATE, Formatting, chat_messages, conversation_pieces, detect_format, fit_window,
-                         pair_messages, stop_token_ids, text_field)
+from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, chat_messages, conversation_pieces,
+                         detect_format, fit_window, layout_notes, pair_messages, stop_token_ids, text_field)
 from .lm import IGNORE, chunked_cross_entropy, pack_rows, packing_probe, supervised_positions, unpack
 
 if TYPE_CHECKING:
@@ -84,14 +84,15 @@ class InstructionTask(Task):
         and fact). All are redacted with one per-record placeholder map, so a redacted fact still matches
         the redacted answer."""
         d = cfg.data
-        return list(dict.fromkeys([d.prompt, d.input, d.response, d.messages, d.text, FACT_COLUMN]))
+        return list(dict.fromkeys([d.prompt, d.input, d.response, d.messages, SHAREGPT, "system", d.text,
+                                   FACT_COLUMN]))
 
     @classmethod
     def leakage_columns(cls, cfg: "Config") -> list[str]:
         """The inputs. Instruction data legitimately repeats answers (the same fact asked in new words is what
         a support bot must generalize to), so responses are left out."""
         d = cfg.data
-        return list(dict.fromkeys([d.prompt, d.input, d.messages, d.text]))
+        return list(dict.fromkeys([d.prompt, d.input, d.messages, SHAREGPT, d.text]))
 
     @classmethod
     def config_problems(cls, cfg: "Config") -> list[str]:
@@ -109,8 +110,9 @@ class InstructionTask(Task):
     def input_layouts(cls, cfg: "Config", labelled: bool) -> tuple[dict[str, list[str]], list[str]]:
         """The layouts `detect_format` tells apart: the first whose leading column the record has."""
         d = cfg.data
-        layouts = {"chat": [d.messages], "pairs": [d.prompt] + ([d.response] if labelled else []), "text": [d.text]}
-        return layouts, [d.format] if d.format != "auto" else ["chat", "pairs", "text"]
+        layouts = {"chat": [d.messages], "sharegpt": [SHAREGPT], "pairs": [d.prompt] + ([d.response] if labelled else []),
+                   "text": [d.text]}
+        return layouts, ([d.format] if d.format != "auto" else ["chat", "sharegpt", "pairs", "text"])
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -176,7 +178,7 @@ class InstructionTask(Task):
         f = self.fmt
         kind = detect_format(r, f.format, f.prompt, f.response, f.messages, f.text)
         if kind == "chat":
-            return kind, chat_messages(r, f.messages, f.system)
+            return kind, chat_messages(r, f.messages, f.system, f.chat_template)
         if kind == "pairs":
             return kind, pair_messages(r, f.prompt, f.input, f.response if with_response else None, f.system)
         return kind, []
@@ -185,6 +187,7 @@ class InstructionTask(Task):
     def encode(self, records: list[Record], split: str = "train") -> list[Example]:
         out: list[Example] = []
         cut: dict[str, list[str]] = {}
+        self.notes += layout_notes(records, self.fmt, split)
         for r in records:
             kind, msgs = self.messages_of(r)
             if kind == "text":
