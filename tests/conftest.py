@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Runs register their base in the Hugging Face hub cache (models/basecache.py): tests use their own, never
+# the user's. Set before anything imports huggingface_hub, which reads it once.
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="tuneforge-tests-hf-")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

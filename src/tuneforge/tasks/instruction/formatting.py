@@ -258,3 +258,14 @@ def layout_notes(records: list[Record], fmt: Formatting, split: str) -> list[str
         counts[name] = counts.get(name, 0) + 1
     return [f"data {split}: {file} ({file_kind(file) if Path(file).exists() else 'records'}): "
             + ", ".join(f"{n:,} {name}" for name, n in counts.items()) for file, counts in per_file.items()]
+
+
+def template_with_system(template: str, system: str | None) -> str:
+    """The chat template with the run's system prompt built in: a conversation that opens without a system
+    message gets `system` first, exactly as training and `tuneforge predict` add it, so plain
+    `apply_chat_template` renders what the model was trained on (and not, say, SmolLM's own default)."""
+    if not system:
+        return template
+    literal = json.dumps(system)  # a JSON string is a valid Jinja string literal
+    return ("{% if not messages or messages[0]['role'] != 'system' %}{% set messages = [{'role': 'system', "
+            f"'content': {literal}}}] + messages %}}{{% endif %}}" + template)

@@ -27,7 +27,8 @@ from ...models.anatomy import body_and_head, model_config
 from ...training.device import autocast, prefer_eager_attention
 from ..base import Task, batch_indices
 from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, chat_messages, conversation_pieces,
-                         detect_format, fit_window, layout_notes, pair_messages, stop_token_ids, text_field)
+                         detect_format, fit_window, layout_notes, pair_messages, stop_token_ids, template_with_system,
+                         text_field)
 from .lm import IGNORE, chunked_cross_entropy, pack_rows, packing_probe, supervised_positions, unpack
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class InstructionTask(Task):
     # What `evaluate` computes on validation data (no generation there); `n` and `tokens` are counts.
     metrics = {"loss": "min", "perplexity": "min"}
     generates = True
+    pipeline_tag = "text-generation"
 
     def __init__(self, tokenizer: Any, fmt: Formatting, packing: bool | str = "auto", max_new_tokens: int = 64,
                  samples: int = 5):
@@ -140,6 +142,20 @@ class InstructionTask(Task):
     def metadata(self) -> dict[str, Any]:
         """What model/tuneforge.json holds so that inference formats exactly like training."""
         return {"formatting": asdict(self.fmt), "stop_ids": self.stop_ids}
+
+    def generation_config(self) -> dict[str, Any]:
+        """Greedy, stopping at every end-of-turn id training stops at, as long as evaluation generates."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        return {"eos_token_id": self.stop_ids, "pad_token_id": pad, "bos_token_id": self.tokenizer.bos_token_id,
+                "max_new_tokens": self.max_new_tokens, "do_sample": False}
+
+    def portable_chat_template(self) -> str:
+        return template_with_system(self.fmt.chat_template, self.fmt.system)
+
+    def intended_use(self, cfg: "Config") -> str:
+        return ("Answers prompts in the chat format it was trained with (the template and system prompt are in "
+                "the tokenizer of this directory). It knows what its training data taught it and no more: check "
+                "its answers on questions like yours, and keep a person in the loop for anything that matters.")
 
     def load_model(self, cfg: "Config", source: "ModelSource", method: Any) -> nn.Module:
         return loading.load_causal_lm(source, scratch=method.scratch)
