@@ -23,15 +23,16 @@ HYPERPARAMETERS = {"train": ("epochs", "max_steps", "lr", "batch_size", "grad_ac
 
 
 def render(cfg: Any, task: Any, method: Any, results: dict[str, Any], audit: dict[str, Any],
-           base: dict[str, Any]) -> str:
-    """The whole card as text."""
-    sections = [_metadata(cfg, task, method, results, base), f"# {cfg.name}\n",
+           base: dict[str, Any], merged: str | None = None) -> str:
+    """The whole card as text; `merged` ("merged, bf16"): the card of a merged export of the run."""
+    sections = [_metadata(cfg, task, method, results, base, merged), f"# {cfg.name}" + (f" ({merged})" if merged
+                                                                                      else "") + "\n",
                 f"A {_what(task, method)} fine-tuned with [tuneforge](https://pypi.org/project/tuneforge/) from "
                 f"{_base_line(base)}.\n",
                 "## Intended use\n\n" + task.intended_use(cfg) + "\n",
-                _base_section(base), _method_section(method, results), _data_section(cfg, audit),
+                _base_section(base), _method_section(method, results, merged), _data_section(cfg, audit),
                 _vetting_section(audit), _hyper_section(cfg, method), _metrics_section(task, results),
-                _diagnosis_section(results), _loading_section(cfg, task, method, base)]
+                _diagnosis_section(results), _loading_section(cfg, task, method, base, merged)]
     return "\n".join(s for s in sections if s)
 
 
@@ -47,9 +48,10 @@ def _base_line(base: dict[str, Any]) -> str:
     return f"`{base['source']}`{upstream}"
 
 
-def _metadata(cfg: Any, task: Any, method: Any, results: dict[str, Any], base: dict[str, Any]) -> str:
+def _metadata(cfg: Any, task: Any, method: Any, results: dict[str, Any], base: dict[str, Any],
+              merged: str | None) -> str:
     meta: dict[str, Any] = {"base_model": base.get("upstream") or base.get("name") or str(base.get("source")),
-                            "library_name": "peft" if method.peft_format else "transformers",
+                            "library_name": "peft" if method.peft_format and not merged else "transformers",
                             "pipeline_tag": task.pipeline_tag,
                             "tags": ["tuneforge", method.name, cfg.task] + (["gguf-base"] if base.get("dequantized")
                                                                           else [])}
@@ -77,11 +79,13 @@ def _base_section(base: dict[str, Any]) -> str:
         "apply the adapter with `PeftModel.from_pretrained(base, \"model\")`.\n")
 
 
-def _method_section(method: Any, results: dict[str, Any]) -> str:
+def _method_section(method: Any, results: dict[str, Any], merged: str | None = None) -> str:
     t = results.get("training", {})
     share = 100 * t.get("trainable_params", 0) / max(t.get("total_params", 1), 1)
     artifact = "a full model" if method.saves_full_model else ("a PEFT adapter" if method.peft_format else
                                                                "tuneforge bottleneck adapters (tuneforge loads them)")
+    if merged:
+        artifact = f"the full model with the update folded into its weights ({merged})"
     return (f"## Method\n\n`{method.name}`: {t.get('trainable_params', 0):,} of {t.get('total_params', 0):,} "
             f"parameters trained ({share:.2f}%); this directory holds {artifact}. Trained {t.get('steps', 0)} "
             f"steps ({t.get('epochs', 0)} epochs, {t.get('train_seconds', 0):.0f} s, "
@@ -173,7 +177,9 @@ def _diagnosis_section(results: dict[str, Any]) -> str:
     return "## Diagnosis and forgetting\n\n" + "\n".join(out) + "\n"
 
 
-def _loading_section(cfg: Any, task: Any, method: Any, base: dict[str, Any]) -> str:
+def _loading_section(cfg: Any, task: Any, method: Any, base: dict[str, Any], merged: str | None = None) -> str:
+    if merged:
+        return _merged_loading(cfg, task)
     peft_class = task.auto_class.replace("AutoModel", "AutoPeftModel")
     blocks = []
     if method.peft_format and base.get("name"):
@@ -197,6 +203,15 @@ def _loading_section(cfg: Any, task: Any, method: Any, base: dict[str, Any]) -> 
                   f"```bash\ntuneforge predict runs/{cfg.name} --{'prompt' if task.generates else 'text'} \"...\"\n"
                   f"tuneforge serve runs/{cfg.name}\n```")
     return "## How to load it\n\n" + "\n\n".join(blocks) + "\n"
+
+
+def _merged_loading(cfg: Any, task: Any) -> str:
+    call = ('pipe("How long is the warranty?")' if task.generates else 'pipe("great kettle", top_k=None)')
+    vllm = ("```bash\nvllm serve ./export\n```" if task.generates else
+            "```python\nfrom vllm import LLM\n\nprint(LLM(model=\"export\", task=\"classify\").classify([\"great kettle\"]))\n```")
+    return ("## How to load it\n\ntransformers (no PEFT needed):\n\n```python\nfrom transformers import "
+            f"{task.auto_class}, pipeline\n\nmodel = {task.auto_class}.from_pretrained(\"export\")   # this directory\n"
+            f"pipe = pipeline(\"{task.pipeline_tag}\", model=\"export\")\nprint({call})\n```\n\nvLLM:\n\n{vllm}\n")
 
 
 def _table(header: list[str], rows: list[tuple[Any, ...]]) -> str:

@@ -186,7 +186,10 @@ class InstructionTask(Task):
         return ids, labels, parts
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The generation input for a conversation that ends with a user turn (predict, chat)."""
+        """The generation input for a conversation that ends with a user turn (predict, chat, serve), the
+        run's system prompt first when the conversation brings none (as in training)."""
+        if self.fmt.system and (not messages or messages[0]["role"] != "system"):
+            messages = [{"role": "system", "content": self.fmt.system}] + list(messages)
         ids, _, _ = self.conversation_ids(messages, add_generation_prompt=True)
         return ids[-self.fmt.max_length:]
 
@@ -399,10 +402,16 @@ class InstructionTask(Task):
     def generate(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, max_new_tokens: int | None = None, streamer: Any = None) -> list[str]:
         """Greedy replies to prompt ids (evaluation/generation.py), each cut at its first stop token."""
+        return [self.decode_reply(ids) for ids in self.generate_ids(model, prompts, batch_size, device, dtype,
+                                                                     max_new_tokens, streamer)]
+
+    def generate_ids(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,
+                     dtype: torch.dtype | None, max_new_tokens: int | None = None, streamer: Any = None,
+                     sampling: Any = None) -> list[list[int]]:
+        """The ids generated after each prompt (greedy, or as `sampling` asks), stop ids included."""
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
-        new = greedy(model, prompts, max_new_tokens or self.max_new_tokens, device, dtype, pad, self.stop_ids,
-                     batch_size, streamer)
-        return [self.decode_reply(ids) for ids in new]
+        return greedy(model, prompts, max_new_tokens or self.max_new_tokens, device, dtype, pad, self.stop_ids,
+                      batch_size, streamer, sampling)
 
     def decode_reply(self, new_ids: list[int]) -> str:
         """Generated ids up to the first stop token, as text."""
