@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,9 +16,9 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from .configpaths import relative_paths, resolve_paths
 from .errors import ConfigError, clip, show
 from .methods import NAMES as METHOD_NAMES
-from .models.loading import EMBEDDED
 from .safeyaml import YamlRefused, safe_load
 from .tasks import DEFAULT as DEFAULT_TASK
 from .tasks import NAMES as TASK_NAMES
@@ -189,9 +188,6 @@ ALIASES = {
     "use_rslora": "rslora", "eval_steps": "eval_every", "save_steps": "checkpoint_every",
     "logging_steps": "log_every", "text_column": "text", "label_column": "label", "cutoff_len": "max_length",
 }
-# Keys that hold file or directory paths: in a config file they resolve against the file's directory.
-PATH_KEYS = ("data.train", "data.validation", "data.test", "model", "forgetting.reference", "init_from")
-NOT_PATHS = {"model": tuple(EMBEDDED), "forgetting.reference": ("builtin",)}
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None,
@@ -413,46 +409,6 @@ def _forgetting_checks(cfg: Config) -> list[str]:
         problems.append("`init_from` with method.name: scratch would throw the earlier weights away; "
                         "pick another method")
     return problems + task_class(cfg.task).config_problems(cfg)
-
-
-def resolve_paths(raw: dict[str, Any], root: Path) -> dict[str, Any]:
-    """The path keys of a config file read from `root` (its directory): a relative path names a file beside
-    the config (`train: sentiment/train.jsonl` in examples/x.yaml is examples/sentiment/train.jsonl, from
-    any working directory); a path found only under the working directory (configs written before paths
-    were config-relative, and their runs) still works. Paths come out relative to the working directory
-    when under it, else absolute; a path found nowhere is left as written, for its error to name."""
-    out = dict(raw)
-    for key in PATH_KEYS:
-        section, _, leaf = key.rpartition(".")
-        node = out.get(section) if section else out
-        value = node.get(leaf) if isinstance(node, dict) else None
-        if not isinstance(value, str) or not value or value in NOT_PATHS.get(key, ()):
-            continue
-        found = next((p for p in (root / value, Path(value)) if p.exists()), None)
-        if found is not None:
-            if section:
-                node = out[section] = dict(node)
-            node[leaf] = _tidy(found)
-    return out
-
-
-def _tidy(path: Path) -> str:
-    full = os.path.abspath(path)
-    here = os.getcwd()
-    return os.path.relpath(full) if os.path.commonpath([full, here]) == here else full
-
-
-def relative_paths(data: dict[str, Any], root: Path) -> dict[str, Any]:
-    """`data` (a dumped config) with its existing paths relative to `root`: a run's config.yaml names its
-    inputs relative to itself, so it re-runs from any working directory and survives moving the project."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for key in PATH_KEYS:
-        section, _, leaf = key.rpartition(".")
-        node = out.get(section) if section else out
-        value = node.get(leaf) if isinstance(node, dict) else None
-        if isinstance(value, str) and value and value not in NOT_PATHS.get(key, ()) and Path(value).exists():
-            node[leaf] = os.path.relpath(os.path.abspath(value), os.path.abspath(root))
-    return out
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

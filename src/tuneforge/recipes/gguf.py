@@ -39,8 +39,8 @@ def gguf_problem(task: Any, model: torch.nn.Module) -> str | None:
         return f"GGUF export writes Llama-family models (model_type {', '.join(ARCHITECTURES)}); this one is {kind}"
     if _rope(model.config).get("rope_type", "default") != "default":
         return "GGUF export does not write scaled RoPE yet; export with --merge for transformers or vLLM"
-    backend = json.loads(task.tokenizer.backend_tokenizer.to_str()) if hasattr(task.tokenizer, "backend_tokenizer") \
-        else {}
+    tokenizer = task.tokenizer
+    backend = json.loads(tokenizer.backend_tokenizer.to_str()) if hasattr(tokenizer, "backend_tokenizer") else {}
     if backend.get("model", {}).get("type") != "BPE" or "ByteLevel" not in json.dumps(backend.get("pre_tokenizer")):
         return "GGUF export writes byte-level BPE tokenizers (llama.cpp's gpt2 type); this tokenizer is not one"
     return None

@@ -45,7 +45,7 @@ def read_saved_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     relative to the run directory, resolved (as in any config file)."""
     import yaml
 
-    from ..config import resolve_paths
+    from ..configpaths import resolve_paths
 
     raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     provenance = raw.pop("_provenance", None) if isinstance(raw, dict) else None
