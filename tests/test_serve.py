@@ -137,9 +137,15 @@ def test_models_chat_stream_and_completions(lm_server, shipped_runs):
     ({"model": "lm"}, 400, "messages"),
     ({"model": "lm", "messages": []}, 400, "messages"),
     ({"model": "lm", "messages": [{"role": "wizard", "content": "x"}]}, 400, None),
+    ({"model": "lm", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+     400, "messages"),
     ({"model": "lm", "messages": [{"role": "user", "content": "x"}], "temperature": 9}, 400, "temperature"),
     ({"model": "lm", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, 400, "max_tokens"),
     ({"model": "lm", "messages": [{"role": "user", "content": "x"}], "n": 3}, 400, "n"),
+    ({"model": "lm", "messages": [{"role": "user", "content": "x"}], "max_tokens": 8000}, 400, None),  # > context
+    (b"[1, 2]", 400, None),
+    ({"model": "lm", "messages": [{"role": "user", "content": "\ud800"}]}, 400, "messages"),
+    ({"model": "lm", "messages": [{"role": "user", "content": "x"}], "seed": 2**70}, 400, "seed"),
     ({"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]}, 404, "model"),
     ({"model": "lm", "input": "x"}, 400, "model"),  # /v1/classify on a generative run
 ])

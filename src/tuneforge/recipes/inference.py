@@ -243,7 +243,10 @@ class TunedModel:
         if raw:
             if not isinstance(prompt, str):
                 raise TuneforgeError("a raw prompt is text, not a list of messages")
-            return list(self.task.tokenizer(prompt)["input_ids"])[-self.context_length:]
+            ids = list(self.task.tokenizer(prompt)["input_ids"])[-self.context_length:]
+            if not ids:
+                raise TuneforgeError("an empty prompt: there is nothing to continue")
+            return ids
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
         return self.task.prompt_ids(messages)
 
@@ -254,6 +257,11 @@ class TunedModel:
     def _replies(self, prompts: list[list[int]], max_new_tokens: int | None, sampling: Sampling | None,
                  streamer: Any = None) -> list[Reply]:
         limit = max_new_tokens or self.task.max_new_tokens
+        positions = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        longest = max((len(p) for p in prompts), default=0)
+        if isinstance(positions, int) and longest + limit > positions:  # what OpenAI answers with a 400
+            raise TuneforgeError(f"{longest:,} prompt tokens + max_tokens {limit:,} exceed the model's context of "
+                                 f"{positions:,} tokens; ask for fewer tokens or send a shorter prompt")
         with self.lock:
             new = self.task.generate_ids(self.model, prompts, self.cfg.eval.batch_size, self.device, self.dtype,
                                          limit, streamer, sampling)

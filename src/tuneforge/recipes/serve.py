@@ -60,7 +60,7 @@ class Sampled(_Request):
     stop: Union[str, list[str], None] = None
     stream: bool = False
     n: int = Field(1, ge=1, le=1)  # one choice per request
-    seed: Union[int, None] = None
+    seed: Union[int, None] = Field(None, ge=-2**63, le=2**63 - 1)  # what torch's generator takes
     stream_options: Union[dict[str, Any], None] = None
 
 
@@ -124,15 +124,15 @@ def create_app(model: TunedModel, redact_output: bool = False) -> Any:
     def completions(req: CompletionRequest) -> Any:
         _check(model, req.model, generates=True)
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        if len(prompts) != 1:
-            raise ApiError(400, "one prompt per request (a list of one is fine)", "prompt")
+        if len(prompts) != 1 or not _encodable(prompts[0], "prompt"):
+            raise ApiError(400, "one non-empty prompt per request (a list of one is fine)", "prompt")
         return _answer(model, req, prompts[0], req.max_tokens, True, redact, "text_completion")
 
     @app.post("/v1/classify")
     def classify(req: ClassifyRequest) -> dict[str, Any]:
         _check(model, req.model, generates=False)
         texts = [req.input] if isinstance(req.input, str) else req.input
-        if not texts or any(not t.strip() for t in texts):
+        if not texts or any(not _encodable(t, "input").strip() for t in texts):
             raise ApiError(400, "`input` must be a text or a non-empty list of non-empty texts", "input")
         rows = model.classify(texts)
         return {"object": "list", "model": model.name,
@@ -159,6 +159,8 @@ def _errors(app: Any) -> None:
         message = first.get("msg", "invalid request")
         if first.get("type") == "json_invalid":
             message, where = "the request body is not valid JSON", ""
+        elif not where:  # no body, or a JSON value that is not an object
+            message = "the request body must be a JSON object (Content-Type: application/json)"
         return JSONResponse(ApiError(400, f"{where + ': ' if where else ''}{message}", where or None).body(),
                             status_code=400)
 
@@ -189,12 +191,24 @@ def _check(model: TunedModel, name: str, generates: bool) -> None:
 
 
 def _message(m: Message) -> dict[str, Any]:
+    if isinstance(m.content, list) and any(p.type != "text" for p in m.content):
+        raise ApiError(400, "this model reads text only: content parts must be of type `text`", "messages")
     content = m.content if isinstance(m.content, str) or m.content is None else "".join(p.text for p in m.content)
+    _encodable(content or "", "messages")
     if content is None and not m.tool_calls:
         raise ApiError(400, f"a {m.role} message needs `content`", "messages")
     out: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
                            "content": content if content is not None else json.dumps(m.tool_calls)}
     return out
+
+
+def _encodable(text: str, param: str) -> str:
+    """JSON lets a request carry half a UTF-16 pair (\\ud800); no tokenizer can encode it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "the text holds an unpaired UTF-16 surrogate (not valid Unicode)", param) from None
+    return text
 
 
 def _stops(stop: str | list[str] | None) -> list[str]:
