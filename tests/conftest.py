@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Runs register their base in the Hugging Face hub cache (models/basecache.py): tests use their own, never
+# the user's. Set before anything imports huggingface_hub, which reads it once.
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="tuneforge-tests-hf-")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -61,3 +67,12 @@ def toy_rows(n: int, seed: int = 0) -> list[dict]:
 def toy_data(tmp_path) -> dict[str, Path]:
     return {"train": write_jsonl(tmp_path / "train.jsonl", toy_rows(60, 0)),
             "test": write_jsonl(tmp_path / "test.jsonl", toy_rows(30, 1))}
+
+
+@pytest.fixture(scope="session")
+def shipped_runs(tmp_path_factory) -> dict[str, Path]:
+    """A tiny finished LoRA classifier and LoRA instruction run (helpers_tiny.shipped_runs), shared by the
+    tests of what leaves a run: portable model/, export, serve, tuneforge.load."""
+    from helpers_tiny import shipped_runs as build
+
+    return build(tmp_path_factory.mktemp("shipped"))

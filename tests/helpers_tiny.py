@@ -121,3 +121,45 @@ def tiny_train_config(model_dir: Path, train_file: Path, out_dir: Path, name: st
         "train": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "precision": "fp32", "threads": 1, "seed": 0,
                   "log_every": 1, "warmup": 0.0, **train},
     }
+
+
+SHIPPED_SYSTEM = "You are a kettle bot."
+
+
+def shipped_runs(root: Path) -> dict[str, Path]:
+    """Two finished runs to ship (export, serve, load elsewhere): a LoRA classifier on the tiny BERT, and a
+    LoRA instruction run with a system prompt on a tiny Llama with SmolLM2's tokenizer and chat template,
+    trained just enough to say something ("E means reset.")."""
+    from tuneforge.config import load_config
+    from tuneforge.recipes.train import train
+
+    bert = make_tiny_bert(root / "bert")
+    raw = tiny_train_config(bert, write_jsonl(root / "train.jsonl", sentiment_rows(36)), root / "runs", name="cls",
+                            epochs=3, lr=5e-3)
+    raw["method"] = {"name": "lora", "r": 4}
+    cls = train(load_config(None, base=raw), quiet=True).run_dir
+    lm = train(load_config(None, base=_lm_config(root)), quiet=True).run_dir
+    return {"cls": cls, "lm": lm}
+
+
+def _lm_config(root: Path) -> dict[str, Any]:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tuneforge.models import loading
+
+    tok = loading.load_tokenizer(loading.resolve("smollm2"))
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                 tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id)).save_pretrained(str(root / "llama"))
+    tok.save_pretrained(str(root / "llama"))
+    data = write_jsonl(root / "qa.jsonl", [{"instruction": f"What is code E{i}?", "output": f"E{i} means reset."}
+                                           for i in range(12)])
+    return {"name": "lm", "task": "instruction", "model": str(root / "llama"), "output_dir": str(root / "runs"),
+            "method": {"name": "lora", "r": 8, "alpha": 16, "dropout": 0.0},
+            "data": {"train": str(data), "validation": 0.2, "max_length": 64, "system": SHIPPED_SYSTEM},
+            "privacy": {"pii": "off"}, "leakage": {"policy": "warn"}, "forgetting": {"reference": None},
+            "eval": {"max_new_tokens": 8, "batch_size": 8},
+            "train": {"epochs": 6, "batch_size": 2, "precision": "fp32", "threads": 1, "lr": 2e-2, "warmup": 0}}

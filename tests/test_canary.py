@@ -38,6 +38,9 @@ def test_classification_run_holds_no_canary(tmp_path: Path) -> None:
     assert _raw_hits(run) == []
     audit = (run / "data_audit.json").read_text()
     assert '"EMAIL"' in audit and '"CREDIT_CARD"' in audit  # found and counted, never stored raw
+    card = (run / "model" / "README.md").read_text()  # the model card tells the vetting story, by type only
+    vetting = card.split("## Data vetting")[1].split("\n## ")[0]
+    assert all(w in vetting for w in ("`privacy.pii: redact`", "EMAIL", "CREDIT_CARD", "redacted"))
 
 
 def test_instruction_run_never_learns_or_emits_a_canary(tmp_path: Path, capsys) -> None:

@@ -93,3 +93,70 @@ def test_causal_lm_merge_loads_with_auto_model_for_causal_lm(tmp_path, minilm_to
         method.merge(model).save_pretrained(str(tmp_path / "out"))
         got = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).eval()(**batch).logits
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+# ---------------------------------------------------------------- dtypes, GGUF, Ollama (issue 17)
+
+def test_bf16_merged_export_is_half_the_size_and_predicts_the_same_labels(shipped_runs, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run = shipped_runs["cls"]
+    sizes, labels = {}, {}
+    for dtype in ("fp32", "bf16"):
+        out = tmp_path / dtype
+        assert main(["export", str(run), "--merge", "--dtype", dtype, "--out", str(out)]) == 0
+        sizes[dtype] = (out / "model.safetensors").stat().st_size
+        model = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+        assert model.dtype == (torch.bfloat16 if dtype == "bf16" else torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(out))
+        with torch.no_grad():
+            labels[dtype] = [model.config.id2label[int(i)] for i in
+                             model(**tok(TEXTS, return_tensors="pt", padding=True)).logits.argmax(-1)]
+        card = (out / "README.md").read_text()
+        assert f"merged, {dtype}" in card and "library_name: transformers" in card
+    assert 0.45 < sizes["bf16"] / sizes["fp32"] < 0.55, sizes
+    from tuneforge.recipes.inference import predict_run
+
+    assert labels["bf16"] == labels["fp32"] == [r["label"] for r in predict_run(run, texts=TEXTS)]
+    assert main(["export", str(run), "--dtype", "bf16", "--out", str(tmp_path / "x")]) == 2  # needs --merge
+    assert "needs --merge" in capsys.readouterr().err
+
+
+def test_gguf_export_round_trips_and_ollama_modelfile_carries_the_template(shipped_runs, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from helpers_tiny import SHIPPED_SYSTEM
+    from tuneforge.evaluation.generation import greedy
+    from tuneforge.recipes import gguf
+    from tuneforge.recipes.inference import TunedModel
+
+    out = tmp_path / "gguf"
+    assert main(["export", str(shipped_runs["lm"]), "--format", "gguf", "--out", str(out)]) == 0
+    assert "answers 5 prompts with the run's greedy text" in capsys.readouterr().out  # verified by the export
+    path = out / "lm-fp32.gguf"
+    run = TunedModel(shipped_runs["lm"])
+    tok = AutoTokenizer.from_pretrained(str(out), gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(out), gguf_file=path.name, torch_dtype=torch.float32).eval()
+    for prompt in gguf.PROBES:  # checked again here, independently of the export's own check
+        ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        assert list(ids) == run.task.prompt_ids([{"role": "user", "content": prompt}])
+        (new,) = greedy(model, [list(ids)], 8, torch.device("cpu"), None, run.task.stop_ids[0], run.task.stop_ids)
+        assert run.task.decode_reply(new) == run.generate(prompt).text
+    modelfile = (out / "Modelfile").read_text()
+    assert modelfile.startswith(f"FROM ./{path.name}\n") and f'SYSTEM """{SHIPPED_SYSTEM}"""' in modelfile
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile
+    template = modelfile.split('TEMPLATE """')[1].split('"""')[0]
+    # Ollama's Go template, filled in as Ollama fills it, renders what the training template renders
+    filled = (template.replace("{{ if .System }}", "").split("{{ else }}")[0]
+              + template.split("{{ end }}", 1)[1]).replace("{{ .System }}", SHIPPED_SYSTEM) \
+        .replace("{{ .Prompt }}", "Hi").replace("{{ .Response }}", "Hello.")
+    assert filled == run.task.render([{"role": "system", "content": SHIPPED_SYSTEM}, {"role": "user", "content": "Hi"},
+                                      {"role": "assistant", "content": "Hello."}], False)
+
+
+def test_gguf_export_refuses_a_classifier_in_one_line(shipped_runs, tmp_path, capsys):
+    assert main(["export", str(shipped_runs["cls"]), "--format", "gguf", "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: GGUF export is for instruction runs") and err.count("\n") == 1
+    assert not (tmp_path / "g").exists()

@@ -155,7 +155,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .recipes.export import export_command
 
-    return export_command(Path(args.run), Path(args.out) if args.out else None, merge=args.merge)
+    return export_command(Path(args.run), Path(args.out) if args.out else None, merge=args.merge, dtype=args.dtype,
+                          fmt=args.format)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .recipes.serve import serve_command
+
+    return serve_command(args.run, host=args.host, port=args.port, redact_output=args.redact_output)
 
 
 def _cmd_sequence(args: argparse.Namespace) -> int:
@@ -168,6 +175,7 @@ def _cmd_sequence(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "scan": _cmd_scan,
     "chat": _cmd_chat, "compare": _cmd_compare, "export": _cmd_export, "sequence": _cmd_sequence,
+    "serve": _cmd_serve,
 }
 
 
@@ -227,6 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--out", help="output directory (default: RUN/export)")
     p.add_argument("--merge", action="store_true")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="weights of a merged export (bf16/fp16: half the size)")
+    p.add_argument("--format", default="hf", choices=["hf", "gguf"],
+                   help="gguf: one GGUF file + Ollama Modelfile (Llama-family instruction runs)")
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible HTTP API for a finished run (FastAPI + uvicorn)")
+    p.add_argument("run")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--redact-output", action="store_true", help="run the PII detector over generated text")
     return parser
 
 

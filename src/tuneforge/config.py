@@ -16,6 +16,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from .configpaths import relative_paths, resolve_paths
 from .errors import ConfigError, clip, show
 from .methods import NAMES as METHOD_NAMES
 from .safeyaml import YamlRefused, safe_load
@@ -192,7 +193,7 @@ ALIASES = {
     "lora_dropout": "dropout", "target_modules": "targets", "lora_target_modules": "targets",
     "max_seq_length": "max_length", "sequence_len": "max_length", "max_len": "max_length",
     "use_rslora": "rslora", "eval_steps": "eval_every", "save_steps": "checkpoint_every",
-    "logging_steps": "log_every", "text_column": "text", "label_column": "label",
+    "logging_steps": "log_every", "text_column": "text", "label_column": "label", "cutoff_len": "max_length",
 }
 
 
@@ -202,10 +203,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     raw: dict[str, Any] = dict(base or {})
     problems: list[str] = []
     if path is not None:
-        raw = _read_yaml(Path(path))
+        raw = resolve_paths(_read_yaml(Path(path)), Path(path).parent)
         raw.setdefault("name", Path(path).stem)
+    raw.pop("_provenance", None)  # a run's own config.yaml re-runs as is: its provenance is a record, not a key
     for item in overrides or []:
         _apply_override(raw, item, problems)
+    raw = resolve_paths(raw, Path.cwd())  # paths given on the command line are the working directory's
     cfg = _build(Config, raw, "", problems)
     if not problems:
         problems += _cross_checks(cfg)
@@ -213,8 +216,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         problems = problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS:,} more problems"]
     if problems:
         raise ConfigError(problems)
-    if path is not None:
-        _resolve_paths(cfg, Path(path).parent)
     return cfg
 
 
@@ -283,10 +284,7 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
     for key, value in raw.items():
         name = f"{prefix}{clip(str(key))}"
         if key not in fields:
-            alias = ALIASES.get(str(key))
-            close = [alias] if alias in fields else difflib.get_close_matches(clip(str(key)), list(fields), n=1)
-            hint = f"; did you mean `{prefix}{close[0]}`?" if close else f" (known: {', '.join(fields)})"
-            problems.append(f"unknown key `{name}`{hint}")
+            problems.append(f"unknown key `{name}`{_hint(str(key), prefix, fields)}")
             continue
         typ = hints[key]
         if dataclasses.is_dataclass(typ):
@@ -303,6 +301,20 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
             continue
         values[key] = coerced
     return cls(**values)
+
+
+def _hint(key: str, prefix: str, fields: dict[str, Any]) -> str:
+    """"; did you mean `train.lr`?" for a misspelt key, or an alias other tools use (Axolotl, LLaMA-Factory, HF
+    TrainingArguments), also when it sits in another section (flat `learning_rate` at the top level)."""
+    alias = ALIASES.get(key)
+    if alias in fields:
+        return f"; did you mean `{prefix}{alias}`?"
+    if alias:
+        homes = [k for k, _, _ in reference_rows() if k.rsplit(".", 1)[-1] == alias]
+        if homes:
+            return f"; did you mean `{homes[0]}`?"
+    close = difflib.get_close_matches(clip(key), list(fields), n=1)
+    return f"; did you mean `{prefix}{close[0]}`?" if close else f" (known: {', '.join(fields)})"
 
 
 def _coerce(value: Any, typ: Any) -> tuple[bool, Any, str]:
@@ -406,21 +418,13 @@ def _forgetting_checks(cfg: Config) -> list[str]:
     return problems + task_class(cfg.task).config_problems(cfg)
 
 
-def _resolve_paths(cfg: Config, root: Path) -> None:
-    """Data paths in a config file are relative to the current directory if they exist there, else to the file."""
-    for split in ("train", "validation", "test", "schema"):
-        v = getattr(cfg.data, split)
-        if isinstance(v, str) and v and not Path(v).is_absolute() and not Path(v).exists() \
-                and (root / v).exists():
-            setattr(cfg.data, split, str(root / v))
-
-
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def dump_yaml(cfg: Config, extra: dict[str, Any] | None = None) -> str:
-    data = to_dict(cfg)
+def dump_yaml(cfg: Config, extra: dict[str, Any] | None = None, relative_to: Path | None = None) -> str:
+    """The config as YAML (+ `_provenance`); `relative_to`: paths relative to that directory (a run's own)."""
+    data = to_dict(cfg) if relative_to is None else relative_paths(to_dict(cfg), relative_to)
     if extra:
         data["_provenance"] = extra
     return yaml.safe_dump(data, sort_keys=False)

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 from ..errors import DataError
 
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv",
+FORMATS = {".jsonl": "jsonl", ".json": "json", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv",
            ".parquet": "parquet"}
 MAX_LINE_BYTES = 1_000_000  # a "line" bigger than this is almost always a broken file, not a record
 MAX_DATA_BYTES = 2 * 2**30  # per data file (see the module docstring); data.limit reads less
@@ -84,7 +84,7 @@ def read_records(path: str | Path, limit: int | None = None) -> list[Record]:
         if kind is None:
             raise DataError(str(path), None, f"unknown file type {preview(path.suffix, 20)}",
                             "use .jsonl, .csv, .tsv or .parquet")
-        records = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[kind](path, limit)
+        records = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet": _read_parquet}[kind](path, limit)
     if not records:
         raise DataError(str(path), None, "file is empty (no records)", "add at least one record")
     return records
@@ -168,6 +168,72 @@ def _read_jsonl(path: Path, limit: int | None) -> list[Record]:
                                 'write one object per line, e.g. {"text": "...", "label": "..."}')
             records.append(Record(obj, str(path), line_no))
     return records
+
+
+def _is_json_array(path: Path) -> bool:
+    """A .json file whose first non-blank character is `[`: one JSON array of records (the Alpaca release
+    format), not one object per line."""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"[")
+
+
+def _read_json(path: Path, limit: int | None) -> list[Record]:
+    """A .json file: a JSON array of objects (each record's line is where its object starts), or JSONL."""
+    if not _is_json_array(path):
+        return _read_jsonl(path, limit)
+    if path.stat().st_size > MAX_DATA_BYTES:
+        raise _too_much(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as e:
+        start = raw.rfind(b"\n", 0, e.start) + 1
+        raise _bad_utf8(path, raw.count(b"\n", 0, e.start) + 1, raw[e.start],
+                        len(raw[start:e.start].decode("utf-8", "replace")) + 1) from None
+    decoder, records = json.JSONDecoder(), []
+    pos = text.index("[") + 1
+    line, counted = 1, 0  # the line `pos` is on (newlines counted up to `counted`)
+    while True:
+        pos = _skip_blank(text, pos)
+        if (pos < len(text) and text[pos] == "]") or (limit and len(records) >= limit):
+            break
+        line, counted = line + text.count("\n", counted, pos), pos
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise DataError(str(path), e.lineno, f"malformed JSON ({e.msg} at column {e.colno})",
+                            "the file must be one JSON array of objects, [{...}, {...}]") from None
+        except RecursionError:
+            raise DataError(str(path), line, "JSON nested too deeply", "flatten the record") from None
+        if not isinstance(obj, dict):
+            raise DataError(str(path), line, f"array item {len(records) + 1} is a {type(obj).__name__}, expected "
+                            "an object", 'write [{"instruction": "...", "output": "..."}, ...]')
+        records.append(Record(obj, str(path), line))
+        pos = _skip_blank(text, end)
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+        elif pos >= len(text) or text[pos] != "]":
+            raise DataError(str(path), text.count("\n", 0, pos) + 1, "expected ',' or ']' after an array item",
+                            "the file must be one JSON array of objects, [{...}, {...}]")
+    return records
+
+
+def _skip_blank(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def file_kind(path: str | Path) -> str:
+    """What a data file holds, as the run log names it: JSONL, JSON array, CSV, TSV, Parquet, HF dataset."""
+    path = Path(path)
+    if path.is_dir():
+        return "HF dataset"
+    kind = FORMATS.get(path.suffix.lower(), "")
+    if kind == "json":
+        return "JSON array" if path.is_file() and _is_json_array(path) else "JSONL"
+    return {"jsonl": "JSONL", "parquet": "Parquet"}.get(kind) or path.suffix.lstrip(".").upper() or "data"
 
 
 def _text_lines(path: Path, f: BinaryIO) -> Iterator[str]:

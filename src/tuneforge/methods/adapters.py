@@ -127,6 +127,7 @@ class AdapterMethod(Method):
     name = "adapter"
     family = PARAMETER_EFFICIENT
     saves_full_model = False
+    settings = ("adapter_style", "reduction", "dropout", "targets")
     frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
     default_lr = 1e-3
 

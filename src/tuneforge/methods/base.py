@@ -33,6 +33,8 @@ class Method(ABC):
     frozen_base: ClassVar[bool] = False  # the base weights never update (speed may store them in bf16)
     scratch: ClassVar[bool] = False  # fresh random weights instead of the pretrained ones
     default_lr: ClassVar[float] = 1e-4  # a conventional learning rate (compare uses it across families)
+    settings: ClassVar[tuple[str, ...]] = ()  # the method.* keys it reads (the model card lists them)
+    peft_format: ClassVar[bool] = False  # model/ is a PEFT adapter (PEFT's Auto classes, pipeline() and vLLM load it)
 
     @abstractmethod
     def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
@@ -48,6 +50,10 @@ class Method(ABC):
     @abstractmethod
     def merge(self, model: nn.Module) -> nn.Module:
         """A plain transformers model computing what the trained model computes."""
+
+    def name_base(self, out_dir: Path, name: str, revision: str | None) -> None:
+        """Record in what `save` wrote the stable name (and revision) of the base it sits on; a full model
+        needs no base, so by default nothing is recorded."""
 
     def merge_problem(self) -> str | None:
         """Why this method's result can never be merged, before anything is loaded (None: it can)."""

@@ -24,6 +24,7 @@ class FreezeMethod(FullMethod):
     """Only the top `method.layers` layers + head train; a full model is saved."""
 
     name = "freeze"
+    settings = ("layers",)
     default_lr = 2e-4
     @classmethod
     def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:

@@ -4,6 +4,7 @@ Adapters are saved in PEFT's own format, so they load unchanged in PEFT, transfo
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ class LoraMethod(Method):
     saves_full_model = False
     frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
     default_lr = 1e-3  # full fine-tuning's 1e-4 barely moves LoRA
+    peft_format = True
+    settings = ("r", "alpha", "dropout", "targets", "rslora", "modules_to_save")
     use_dora = False
 
     def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
@@ -36,7 +39,19 @@ class LoraMethod(Method):
             target_modules=lora_targets(model, cfg.targets),
             modules_to_save=modules_to_save(model, cfg.modules_to_save, task),
             use_rslora=cfg.rslora, use_dora=self.use_dora)
-        return get_peft_model(model, peft_cfg)
+        peft_model = get_peft_model(model, peft_cfg)
+        # PEFT appends its own head names (classifier, score) for SEQ_CLS: the saved list names each once
+        saved = peft_model.peft_config["default"].modules_to_save
+        if saved:
+            peft_model.peft_config["default"].modules_to_save = list(dict.fromkeys(saved))
+        return peft_model
+
+    def name_base(self, out_dir: Path, name: str, revision: str | None) -> None:
+        """adapter_config.json names the base as PEFT's Auto classes, pipeline() and vLLM resolve it."""
+        path = out_dir / "adapter_config.json"
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config.update(base_model_name_or_path=name, revision=revision)
+        path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
 
     def load(self, base: nn.Module, out_dir: Path) -> nn.Module:
         from peft import PeftModel

@@ -256,7 +256,7 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value] if value.strip() else []
     if isinstance(value, list):
-        return [s for v in value for s in _strings(v.get("content") if isinstance(v, dict) else v)]
+        return [s for v in value for s in _strings(v.get("content", v.get("value")) if isinstance(v, dict) else v)]
     return []
 
 

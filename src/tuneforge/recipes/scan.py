@@ -20,17 +20,24 @@ from ..vetting.audit import audit, summary_lines
 SPLIT_WORDS = {"test": "test", "eval": "test", "valid": "validation", "val": "validation", "dev": "validation"}
 
 
-def scan_command(paths: list[str], config: str | None, out: str | None, columns: list[str] | None) -> int:
+def scan(paths: list[str], config: str | None = None, columns: list[str] | None = None) -> dict[str, Any]:
+    """The audit of data files (first is train) or of a config's data: data_audit.json's content, plus
+    `records`, `columns` and `seconds`. Reads only; nothing is redacted or dropped."""
     t0 = time.perf_counter()
     splits, cols, leak_cols, leak, sensitive = _inputs(paths, config, columns)
     _, report = audit(splits, cols, "warn", "warn", leak.threshold, ngram=leak.ngram, group_column=leak_cols[1],
                       shingle=leak.shingle, ngram_share=leak.ngram_share, leak_columns=leak_cols[0],
                       sensitive=sensitive)
     report["seconds"] = round(time.perf_counter() - t0, 2)
+    report["records"], report["columns"] = sum(len(v) for v in splits.values()), cols
+    return report
+
+
+def scan_command(paths: list[str], config: str | None, out: str | None, columns: list[str] | None) -> int:
+    report = scan(paths, config, columns)
     for line in summary_lines(report):
         print(line)
-    n_records = sum(len(v) for v in splits.values())
-    print(f"scanned {n_records:,} records in {report['seconds']:.1f}s (columns: {', '.join(cols)})")
+    print(f"scanned {report['records']:,} records in {report['seconds']:.1f}s (columns: {', '.join(report['columns'])})")
     target = Path(out) if out else Path("data_audit.json")
     if target.is_dir():
         target = target / "data_audit.json"

@@ -27,7 +27,7 @@ from ..guards.probes import PreviousTask
 from ..methods import get_method
 from ..methods.base import count_parameters, weight_bytes
 from ..models import loading
-from ..runs import reading, rundir
+from ..runs import card, modeldir, reading, rundir
 from ..tasks import task_class
 from ..training.checkpoint import Checkpointer, write_failure
 from ..training.device import autocast_dtype, pick_device, seed_everything, set_threads
@@ -107,7 +107,8 @@ def train(cfg: Config, overwrite: bool = False, quiet: bool = False,
     ready = start(prep, method, early)
     run_dir = rundir.prepare(cfg.run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
     with rundir.lock(run_dir):
-        rundir.atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg, reading.provenance(cfg, prep.splits)))
+        rundir.atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg, reading.provenance(cfg, prep.splits),
+                                                                       relative_to=run_dir))
         rundir.atomic_write_json(run_dir / "data_audit.json", prep.audit)
         with RunLog(run_dir, quiet=quiet) as log:
             log.notes[:0] = early.notes
@@ -250,7 +251,7 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
     results["diagnosis"] = diagnose(reading.read_metrics(run_dir), results, cfg)
     for line in diagnosis_lines(results["diagnosis"]):
         log.note(line)
-    save_model(model, method, prep, run_dir)
+    save_model(model, method, prep, run_dir, results, log.note)
     write_outputs(run_dir, results)
     return results
 
@@ -270,16 +271,21 @@ def _param_line(model: torch.nn.Module) -> str:
     return f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.2f}%)"
 
 
-def save_model(model: torch.nn.Module, method: Any, prep: Prepared, run_dir: Path) -> None:
-    """model/: the method's artifact (PEFT adapter or full HF model), the tokenizer and tuneforge.json."""
+def save_model(model: torch.nn.Module, method: Any, prep: Prepared, run_dir: Path,
+               results: dict[str, Any] | None = None, note: Any = None) -> None:
+    """model/: the method's artifact (PEFT adapter or full HF model), the tokenizer, tuneforge.json and the
+    model card, made portable (runs/modeldir.py: the base by a stable name, labels, template, generation)."""
     tmp: Path | None = None
     try:
         tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
         method.save(model, tmp)
-        prep.tokenizer.save_pretrained(str(tmp))
-        meta = {"task": prep.cfg.task, "model": prep.cfg.model, "method": method.name,
+        tokenizer = modeldir.save_tokenizer(prep.tokenizer, prep.task, tmp)
+        base = modeldir.make_portable(tmp, prep.cfg, prep.source, prep.task, method, tokenizer, note)
+        meta = {"task": prep.cfg.task, "model": prep.cfg.model, "method": method.name, "base": base,
                 **prep.task.metadata()}
         (tmp / "tuneforge.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        (tmp / "README.md").write_text(card.render(prep.cfg, prep.task, method, results or {}, prep.audit, base),
+                                       encoding="utf-8")
     except BaseException as e:  # e.g. disk full (safetensors wraps it in its own error), ^C: no half-written model
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

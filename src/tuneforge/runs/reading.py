@@ -41,12 +41,16 @@ def read_config(run_dir: Path) -> "Config":
 
 
 def read_saved_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(settings, provenance) from config.yaml as written, not validated (a run may be unfinished)."""
+    """(settings, provenance) from config.yaml, not validated (a run may be unfinished); its paths, written
+    relative to the run directory, resolved (as in any config file)."""
     import yaml
 
+    from ..configpaths import resolve_paths
+
     raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    provenance = raw.pop("_provenance", None)
-    return raw, provenance if isinstance(provenance, dict) else {}
+    provenance = raw.pop("_provenance", None) if isinstance(raw, dict) else None
+    return resolve_paths(raw if isinstance(raw, dict) else {}, run_dir), \
+        provenance if isinstance(provenance, dict) else {}
 
 
 def is_tuneforge_config(path: Path) -> bool:

@@ -87,6 +87,7 @@ class Task(ABC):
     # the early-stopping choices (as val_<name>) and what early_stopping.mode: auto follows.
     metrics: ClassVar[dict[str, str]] = {"loss": "min"}
     generates: ClassVar[bool] = False  # answers prompts (chat, predict --prompt) instead of labelling texts
+    pipeline_tag: ClassVar[str] = "text-classification"  # what transformers.pipeline() and the Hub call the task
 
     notes: list[str]  # what encoding found worth telling (truncation, ...), for the run log
 
@@ -162,6 +163,25 @@ class Task(ABC):
     @abstractmethod
     def metadata(self) -> dict[str, Any]:
         """What model/tuneforge.json must hold to rebuild this task (from_saved) at inference time."""
+
+    # ------------------------------------------------------------------ what model/ carries for other tools
+    def base_config(self) -> dict[str, Any]:
+        """What the base's config.json must say for plain transformers to rebuild this task's model on it
+        (a classifier: its label names and count); {} when the base's own config does."""
+        return {}
+
+    def generation_config(self) -> dict[str, Any] | None:
+        """generation_config.json for model/ (stop ids, length), or None for a task that does not generate."""
+        return None
+
+    def portable_chat_template(self) -> str | None:
+        """The chat template saved with the tokenizer in model/ (None: the tokenizer's own, as it is)."""
+        return None
+
+    def intended_use(self, cfg: "Config") -> str:
+        """One paragraph for the model card: what the model does and what it was not made for."""
+        return (f"Trained by tuneforge for one job ({self.name}) on the data listed below; check the metrics on "
+                "data like yours before relying on it.")
 
     # ------------------------------------------------------------------ the model
     @abstractmethod

@@ -42,6 +42,20 @@ class TextTask(Task):
     def model_labels(self) -> list[str]:
         """The head's output names, one per output unit (what the HF config's id2label holds)."""
 
+    def base_config(self) -> dict[str, Any]:
+        """The head's size and label names (and the padding id a decoder's head looks for): what
+        AutoModelForSequenceClassification and pipeline() need to print real labels, not LABEL_0."""
+        labels = self.model_labels
+        return {"num_labels": len(labels), "id2label": {str(i): name for i, name in enumerate(labels)},
+                "label2id": {name: i for i, name in enumerate(labels)}, "pad_token_id": pad_id(self.tokenizer),
+                "problem_type": self.problem_type or "single_label_classification"}
+
+    def intended_use(self, cfg: "Config") -> str:
+        return (f"Labels one text (column `{self.text_col}`, at most {self.max_length} tokens) with one of: "
+                + ", ".join(f"`{n}`" for n in self.model_labels) + ". It knows only these labels and the kind of "
+                "text it was trained on; measure it on your own data before relying on it, and keep a person "
+                "in the loop for decisions about people.")
+
     # ------------------------------------------------------------------ data
     def token_ids(self, records: list[Record]) -> list[list[int]]:
         """The text column of every record as truncated token ids (DataError for a missing or empty text)."""

@@ -1,8 +1,11 @@
 """Instruction data formatting: records → messages → rendered pieces → token ids, identical at inference.
 
 Data formats (data.format, `auto` decides per record):
-- pairs: `instruction` (+ optional `input`) → `output`   (data.prompt / data.input / data.response)
-- chat:  OpenAI-style `messages` [{role: system|user|assistant, content}], multi-turn   (data.messages)
+- pairs: `instruction` (+ optional `input`) → `output`   (data.prompt / data.input / data.response): Alpaca,
+         as JSONL or as one JSON array (data/records.py reads both)
+- chat:  OpenAI-style `messages` [{role: system|user|assistant|tool, content}], multi-turn, assistant turns
+         with `tool_calls` and the `tool` turns answering them   (data.messages); or ShareGPT `conversations`
+         [{from: system|human|gpt|tool, value}] (LLaMA-Factory's function_call/observation too)
 - text:  plain `text` for continued pre-training; every token trains   (data.text)
 
 Formatting uses the tokenizer's own chat template. A tokenizer without one gets FALLBACK_TEMPLATE (the
@@ -17,13 +20,19 @@ assistant turn only, unless data.train_on_inputs.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ...data.records import Record
+from ...data.records import Record, file_kind
 from ...errors import DataError, TuneforgeError
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+SHAREGPT = "conversations"  # ShareGPT's column, read as chat whatever data.messages names
+# ShareGPT speakers (and LLaMA-Factory's tool turns) → OpenAI roles
+SPEAKERS = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+            "bot": "assistant", "model": "assistant", "system": "system", "tool": "tool", "observation": "tool",
+            "function": "tool", "function_call": "assistant"}
 FALLBACK_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
@@ -44,7 +53,7 @@ def detect_format(r: Record, fmt: str, prompt: str, response: str, messages: str
     """The layout of one record: the configured one, or (auto) the first whose columns it has."""
     if fmt != "auto":
         return fmt
-    if messages in r.fields:
+    if messages in r.fields or SHAREGPT in r.fields:
         return "chat"
     if prompt in r.fields:
         return "pairs"
@@ -67,22 +76,48 @@ def text_field(r: Record, column: str, what: str, required: bool = True) -> str 
     return value
 
 
-def _content(r: Record, i: int, m: Any) -> dict[str, str]:
-    """One OpenAI-style message, validated; list-of-parts content is joined."""
-    if not isinstance(m, dict) or "role" not in m or "content" not in m:
+def chat_layout(r: Record, column: str) -> tuple[str, str]:
+    """(the column holding the conversation, "OpenAI messages" or "ShareGPT") of a chat record."""
+    col = column if column in r.fields or SHAREGPT not in r.fields else SHAREGPT
+    raw = r.fields.get(col)
+    first = raw[0] if isinstance(raw, list) and raw else None
+    return col, "ShareGPT" if isinstance(first, dict) and "from" in first else "OpenAI messages"
+
+
+def _content(r: Record, i: int, m: Any, tools_in_template: bool) -> dict[str, Any]:
+    """One message as OpenAI's {role, content[, tool_calls]}, from OpenAI or ShareGPT (from/value) form;
+    list-of-parts content is joined. An assistant turn that only calls tools keeps `tool_calls` for a
+    template that renders them, else the calls as JSON text (what the model must learn to write)."""
+    if isinstance(m, dict) and "from" in m and "role" not in m:
+        speaker = m["from"]
+        if speaker not in SPEAKERS:
+            raise DataError(r.file, r.line, f"message {i} is from {speaker!r}",
+                            f"ShareGPT speakers are {', '.join(sorted(SPEAKERS))}")
+        m = {"role": SPEAKERS[speaker], "content": m.get("value")}
+    if not isinstance(m, dict) or "role" not in m or ("content" not in m and "tool_calls" not in m):
         raise DataError(r.file, r.line, f"message {i} is not an object with 'role' and 'content'",
-                        'write {"role": "user", "content": "..."}')
-    role, content = m["role"], m["content"]
+                        'write {"role": "user", "content": "..."} (or ShareGPT {"from": "human", "value": "..."})')
+    role, content, calls = m["role"], m.get("content"), m.get("tool_calls")
     if role not in ROLES:
         raise DataError(r.file, r.line, f"message {i} has role {role!r}", f"use one of {', '.join(ROLES)}")
     if isinstance(content, list):  # [{"type": "text", "text": "..."}]
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if isinstance(content, dict):  # a tool's structured result
+        content = json.dumps(content, ensure_ascii=False)
+    if content is None and calls:
+        content = "" if tools_in_template else json.dumps(calls, ensure_ascii=False)
     if not isinstance(content, str):
         raise DataError(r.file, r.line, f"message {i} content is {type(content).__name__}, expected text")
-    return {"role": role, "content": content}
+    out: dict[str, Any] = {"role": role, "content": content}
+    if calls and tools_in_template:
+        out["tool_calls"] = calls
+    if role == "tool" and m.get("tool_call_id"):
+        out["tool_call_id"] = m["tool_call_id"]
+    return out
 
 
-def chat_messages(r: Record, column: str, system: str | None) -> list[dict[str, str]]:
+def chat_messages(r: Record, column: str, system: str | None, template: str = "") -> list[dict[str, Any]]:
+    column, _ = chat_layout(r, column)
     raw = r.fields.get(column)
     if isinstance(raw, str):  # CSV cells hold the list as JSON text
         try:
@@ -91,7 +126,9 @@ def chat_messages(r: Record, column: str, system: str | None) -> list[dict[str, 
             raise DataError(r.file, r.line, f"'{column}' is text that is not a JSON list of messages") from None
     if not isinstance(raw, list) or not raw:
         raise DataError(r.file, r.line, f"'{column}' must be a non-empty list of messages")
-    msgs = [_content(r, i, m) for i, m in enumerate(raw)]
+    msgs = [_content(r, i, m, "tool_calls" in template) for i, m in enumerate(raw)]
+    record_system = r.fields.get("system") if column == SHAREGPT else None  # LLaMA-Factory's sharegpt column
+    system = system or (record_system if isinstance(record_system, str) and record_system else None)
     if system and msgs[0]["role"] != "system":
         msgs.insert(0, {"role": "system", "content": system})
     first = next((m["role"] for m in msgs if m["role"] != "system"), None)
@@ -205,3 +242,30 @@ def stop_token_ids(tokenizer: Any, template: str) -> list[int]:
     if not ids:
         raise TuneforgeError("the tokenizer has no eos token, so generation could never stop; set one")
     return ids
+
+
+LAYOUTS = {"pairs": "prompt/response pairs (Alpaca)", "text": "plain text"}
+
+
+def layout_notes(records: list[Record], fmt: Formatting, split: str) -> list[str]:
+    """One run-log line per data file: its container (JSONL, JSON array, ...) and the layout of its records
+    (OpenAI messages, ShareGPT, Alpaca pairs, plain text), as detected record by record."""
+    per_file: dict[str, dict[str, int]] = {}
+    for r in records:
+        kind = detect_format(r, fmt.format, fmt.prompt, fmt.response, fmt.messages, fmt.text)
+        name = chat_layout(r, fmt.messages)[1] if kind == "chat" else LAYOUTS[kind]
+        counts = per_file.setdefault(r.file, {})
+        counts[name] = counts.get(name, 0) + 1
+    return [f"data {split}: {file} ({file_kind(file) if Path(file).exists() else 'records'}): "
+            + ", ".join(f"{n:,} {name}" for name, n in counts.items()) for file, counts in per_file.items()]
+
+
+def template_with_system(template: str, system: str | None) -> str:
+    """The chat template with the run's system prompt built in: a conversation that opens without a system
+    message gets `system` first, exactly as training and `tuneforge predict` add it, so plain
+    `apply_chat_template` renders what the model was trained on (and not, say, SmolLM's own default)."""
+    if not system:
+        return template
+    literal = json.dumps(system)  # a JSON string is a valid Jinja string literal
+    return ("{% if not messages or messages[0]['role'] != 'system' %}{% set messages = [{'role': 'system', "
+            f"'content': {literal}}}] + messages %}}{{% endif %}}" + template)

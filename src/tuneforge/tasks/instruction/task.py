@@ -27,8 +27,9 @@ from ...models import loading
 from ...models.anatomy import body_and_head, model_config
 from ...training.device import autocast, prefer_eager_attention
 from ..base import Task, batch_indices
-from .formatting import (FALLBACK_TEMPLATE, Formatting, chat_messages, conversation_pieces, detect_format, fit_window,
-                         pair_messages, stop_token_ids, text_field)
+from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, chat_messages, conversation_pieces,
+                         detect_format, fit_window, layout_notes, pair_messages, stop_token_ids, template_with_system,
+                         text_field)
 from .lm import IGNORE, chunked_cross_entropy, pack_rows, packing_probe, supervised_positions, unpack
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class InstructionTask(Task):
     # What `evaluate` computes on validation data (no generation there); `n` and `tokens` are counts.
     metrics = {"loss": "min", "perplexity": "min"}
     generates = True
+    pipeline_tag = "text-generation"
 
     def __init__(self, tokenizer: Any, fmt: Formatting, packing: bool | str = "auto", max_new_tokens: int = 64,
                  samples: int = 5, schema: Any = None):
@@ -86,14 +88,15 @@ class InstructionTask(Task):
         and fact). All are redacted with one per-record placeholder map, so a redacted fact still matches
         the redacted answer."""
         d = cfg.data
-        return list(dict.fromkeys([d.prompt, d.input, d.response, d.messages, d.text, FACT_COLUMN]))
+        return list(dict.fromkeys([d.prompt, d.input, d.response, d.messages, SHAREGPT, "system", d.text,
+                                   FACT_COLUMN]))
 
     @classmethod
     def leakage_columns(cls, cfg: "Config") -> list[str]:
         """The inputs. Instruction data legitimately repeats answers (the same fact asked in new words is what
         a support bot must generalize to), so responses are left out."""
         d = cfg.data
-        return list(dict.fromkeys([d.prompt, d.input, d.messages, d.text]))
+        return list(dict.fromkeys([d.prompt, d.input, d.messages, SHAREGPT, d.text]))
 
     @classmethod
     def config_problems(cls, cfg: "Config") -> list[str]:
@@ -111,8 +114,9 @@ class InstructionTask(Task):
     def input_layouts(cls, cfg: "Config", labelled: bool) -> tuple[dict[str, list[str]], list[str]]:
         """The layouts `detect_format` tells apart: the first whose leading column the record has."""
         d = cfg.data
-        layouts = {"chat": [d.messages], "pairs": [d.prompt] + ([d.response] if labelled else []), "text": [d.text]}
-        return layouts, [d.format] if d.format != "auto" else ["chat", "pairs", "text"]
+        layouts = {"chat": [d.messages], "sharegpt": [SHAREGPT], "pairs": [d.prompt] + ([d.response] if labelled else []),
+                   "text": [d.text]}
+        return layouts, ([d.format] if d.format != "auto" else ["chat", "sharegpt", "pairs", "text"])
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -141,6 +145,20 @@ class InstructionTask(Task):
         """What model/tuneforge.json holds so that inference formats exactly like training."""
         out = {"formatting": asdict(self.fmt), "stop_ids": self.stop_ids}
         return out if self.schema is None else {**out, "schema": self.schema}  # eval scores JSON without the file
+
+    def generation_config(self) -> dict[str, Any]:
+        """Greedy, stopping at every end-of-turn id training stops at, as long as evaluation generates."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        return {"eos_token_id": self.stop_ids, "pad_token_id": pad, "bos_token_id": self.tokenizer.bos_token_id,
+                "max_new_tokens": self.max_new_tokens, "do_sample": False}
+
+    def portable_chat_template(self) -> str:
+        return template_with_system(self.fmt.chat_template, self.fmt.system)
+
+    def intended_use(self, cfg: "Config") -> str:
+        return ("Answers prompts in the chat format it was trained with (the template and system prompt are in "
+                "the tokenizer of this directory). It knows what its training data taught it and no more: check "
+                "its answers on questions like yours, and keep a person in the loop for anything that matters.")
 
     def load_model(self, cfg: "Config", source: "ModelSource", method: Any) -> nn.Module:
         return loading.load_causal_lm(source, scratch=method.scratch)
@@ -171,7 +189,10 @@ class InstructionTask(Task):
         return ids, labels, parts
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The generation input for a conversation that ends with a user turn (predict, chat)."""
+        """The generation input for a conversation that ends with a user turn (predict, chat, serve), the
+        run's system prompt first when the conversation brings none (as in training)."""
+        if self.fmt.system and (not messages or messages[0]["role"] != "system"):
+            messages = [{"role": "system", "content": self.fmt.system}] + list(messages)
         ids, _, _ = self.conversation_ids(messages, add_generation_prompt=True)
         return ids[-self.fmt.max_length:]
 
@@ -179,7 +200,7 @@ class InstructionTask(Task):
         f = self.fmt
         kind = detect_format(r, f.format, f.prompt, f.response, f.messages, f.text)
         if kind == "chat":
-            return kind, chat_messages(r, f.messages, f.system)
+            return kind, chat_messages(r, f.messages, f.system, f.chat_template)
         if kind == "pairs":
             return kind, pair_messages(r, f.prompt, f.input, f.response if with_response else None, f.system)
         return kind, []
@@ -188,6 +209,7 @@ class InstructionTask(Task):
     def encode(self, records: list[Record], split: str = "train") -> list[Example]:
         out: list[Example] = []
         cut: dict[str, list[str]] = {}
+        self.notes += layout_notes(records, self.fmt, split)
         for r in records:
             kind, msgs = self.messages_of(r)
             if kind == "text":
@@ -386,10 +408,16 @@ class InstructionTask(Task):
     def generate(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, max_new_tokens: int | None = None, streamer: Any = None) -> list[str]:
         """Greedy replies to prompt ids (evaluation/generation.py), each cut at its first stop token."""
+        return [self.decode_reply(ids) for ids in self.generate_ids(model, prompts, batch_size, device, dtype,
+                                                                     max_new_tokens, streamer)]
+
+    def generate_ids(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,
+                     dtype: torch.dtype | None, max_new_tokens: int | None = None, streamer: Any = None,
+                     sampling: Any = None) -> list[list[int]]:
+        """The ids generated after each prompt (greedy, or as `sampling` asks), stop ids included."""
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
-        new = greedy(model, prompts, max_new_tokens or self.max_new_tokens, device, dtype, pad, self.stop_ids,
-                     batch_size, streamer)
-        return [self.decode_reply(ids) for ids in new]
+        return greedy(model, prompts, max_new_tokens or self.max_new_tokens, device, dtype, pad, self.stop_ids,
+                      batch_size, streamer, sampling)
 
     def decode_reply(self, new_ids: list[int]) -> str:
         """Generated ids up to the first stop token, as text."""
