@@ -81,12 +81,12 @@ def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
     print(f"\nrun: {run_dir}")
     header = f"{'model':<12}{'split':<12}" + "".join(f"{k:>17}" for k in keys)
     print(header)
-    for stage in ("base", "final"):
+    for stage, label in (("pretrained", "pretrained"), ("base", "base"), ("final", "fine-tuned")):
         for split, m in results.get(stage, {}).items():
             if split == "train":
                 continue
             cells = "".join(f"{m[k]:>17.4f}" if isinstance(m.get(k), (int, float)) else f"{'-':>17}" for k in keys)
-            print(f"{'base' if stage == 'base' else 'fine-tuned':<12}{split:<12}{cells}")
+            print(f"{label:<12}{split:<12}{cells}")
     diag = results.get("diagnosis")
     if diag:
         print(f"diagnosis: {diag['label']}" + (f" — {diag['advice'][0]}" if diag.get("advice") else ""))

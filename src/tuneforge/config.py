@@ -21,6 +21,7 @@ from .methods import NAMES as METHOD_NAMES
 from .safeyaml import YamlRefused, safe_load
 from .tasks import DEFAULT as DEFAULT_TASK
 from .tasks import NAMES as TASK_NAMES
+from .tasks import objective_problems
 
 # The names the config accepts are the registries' (tasks/__init__.py, methods/__init__.py): one list each.
 TaskName = Literal[TASK_NAMES]  # type: ignore[valid-type]
@@ -56,7 +57,7 @@ class DataConfig:
     validation: Union[str, float, None] = _f(0.1, doc="a file, or a fraction split off train")
     test: Union[str, float, None] = _f(None, doc="a file, or a fraction split off train")
     text: str = _f("text", doc="column holding the input text")
-    label: str = _f("label", doc="column holding the label (classification)")
+    label: str = _f("label", doc="column holding the label (classification; preference: KTO's true/false)")
     group: Union[str, None] = _f(None, doc="records sharing this column's value never straddle splits")
     max_length: int = _f(256, lo=8, hi=131072, doc="tokens per example; longer ones are truncated")
     format: Literal["auto", "pairs", "chat", "text"] = _f("auto", doc="instruction data layout")
@@ -71,6 +72,9 @@ class DataConfig:
                     "batches; auto packs only where the attention kernel takes packed rows at no cost (flash)")
     limit: Union[int, None] = _f(None, lo=1, doc="read only the first N records of `data.train`; "
                                  "validation/test fractions are split off them")
+    chosen: str = _f("chosen", doc="preference: the preferred completion column")
+    rejected: str = _f("rejected", doc="preference: the dispreferred completion column")
+    completion: str = _f("completion", doc="preference: an unpaired completion column (KTO; data.label: good?)")
 
 
 @dataclass
@@ -125,6 +129,12 @@ class TrainConfig:
                     "graphs: also CUDA graphs per block (+6-10% on an H200; one graph per batch width)")
     nan_policy: Literal["stop", "skip"] = _f("stop", doc="on NaN/inf loss: stop, or skip the batch")
     max_skips: int = _f(10, lo=0, doc="most batches skipped under nan_policy: skip")
+    objective: Union[Literal["dpo", "ipo", "orpo", "kto"], None] = _f(
+        None, doc="preference: the loss (null: dpo); dpo/ipo/kto compare with a reference model, orpo needs none")
+    beta: float = _f(0.1, lo=0, doc="preference: DPO/IPO/KTO pull toward the reference (higher: stays closer)")
+    orpo_lambda: float = _f(0.1, lo=0, doc="preference: ORPO's weight of the odds-ratio term beside the NLL")
+    desirable_weight: float = _f(1.0, lo=0, doc="preference: KTO weight of desirable completions")
+    undesirable_weight: float = _f(1.0, lo=0, doc="preference: KTO weight of undesirable completions")
 
 
 @dataclass
@@ -154,8 +164,9 @@ class Config:
     output_dir: str = _f("runs", doc="where run directories go")
     resume: Union[bool, Literal["auto"]] = _f(False, doc="continue from the newest complete checkpoint")
     allow_pickle: bool = _f(False, doc="allow loading pickle (.bin/.pt) weights with weights_only=True")
-    init_from: Union[str, None] = _f(None, doc="continue from a finished classification run (its task keeps "
-                                                "its head and becomes the task forgetting is measured on)")
+    init_from: Union[str, None] = _f(None, doc="continue from a finished run: a classification run (its task "
+                                                "keeps its head and becomes the task forgetting is measured on), or "
+                                                "for instruction/preference a language-model run (its merged model)")
     method: MethodConfig = _f(factory=MethodConfig)
     data: DataConfig = _f(factory=DataConfig)
     privacy: PrivacyConfig = _f(factory=PrivacyConfig)
@@ -370,6 +381,7 @@ def _cross_checks(cfg: Config) -> list[str]:
         problems.append("`train.epochs` = 0 trains nothing; set train.epochs above 0 (e.g. 3) or set train.max_steps")
     problems += _fraction_checks(cfg)
     problems += _forgetting_checks(cfg)
+    problems += objective_problems(cfg.task, cfg.train.objective)  # the tasks' own losses
     return problems
 
 
