@@ -74,7 +74,8 @@ class DataConfig:
                                  "validation/test fractions are split off them")
     chosen: str = _f("chosen", doc="preference: the preferred completion column")
     rejected: str = _f("rejected", doc="preference: the dispreferred completion column")
-    completion: str = _f("completion", doc="preference: an unpaired completion column (KTO: data.label marks it desirable)")
+    completion: str = _f("completion",
+                         doc="preference: an unpaired completion column (KTO: data.label marks it desirable)")
 
 
 @dataclass
