@@ -105,14 +105,19 @@ def trl_trainer(kind: str, policy, ref, tok, tmp: Path, **args):
                       processing_class=tok)
 
 
-@pytest.mark.parametrize("objective", ["dpo", "ipo"])
-def test_dpo_and_ipo_match_trl(objective, llama_dir, tmp_path) -> None:
+def ours_against_a_reference(llama_dir, objective: str, records):
+    """Our loss on one batch of `records`, a policy against a differently seeded frozen reference."""
     task = make_task(llama_dir, objective)
     policy, ref = load_llama(llama_dir, seed=1), load_llama(llama_dir, seed=2)
-    examples = task.encode(pair_records())
+    examples = task.encode(records)
     batch = task.collate(examples, list(range(len(examples))), CPU)
     task.reference = Reference(frozen=frozen(copy.deepcopy(ref)))
-    ours = task.loss(policy, batch)
+    return task, policy, ref, examples, batch, task.loss(policy, batch)
+
+
+@pytest.mark.parametrize("objective", ["dpo", "ipo"])
+def test_dpo_and_ipo_match_trl(objective, llama_dir, tmp_path) -> None:
+    task, policy, ref, examples, batch, ours = ours_against_a_reference(llama_dir, objective, pair_records())
     trainer = trl_trainer("dpo", copy.deepcopy(policy), copy.deepcopy(ref), task.tokenizer, tmp_path, beta=0.2,
                           loss_type=["sigmoid" if objective == "dpo" else "ipo"])
     sub = batch["main"]
@@ -142,12 +147,7 @@ def test_orpo_matches_trl(llama_dir, tmp_path) -> None:
 
 
 def test_kto_matches_trl(llama_dir, tmp_path) -> None:
-    task = make_task(llama_dir, "kto")
-    policy, ref = load_llama(llama_dir, seed=1), load_llama(llama_dir, seed=2)
-    examples = task.encode(kto_records())
-    batch = task.collate(examples, list(range(len(examples))), CPU)
-    task.reference = Reference(frozen=frozen(copy.deepcopy(ref)))
-    ours = task.loss(policy, batch)
+    task, policy, ref, examples, batch, ours = ours_against_a_reference(llama_dir, "kto", kto_records())
     trainer = trl_trainer("kto", copy.deepcopy(policy), copy.deepcopy(ref), task.tokenizer, tmp_path, beta=0.2,
                           desirable_weight=1.0, undesirable_weight=1.5)
     main, kl = batch["main"], batch["kl"]
