@@ -77,7 +77,8 @@ def stopped_line(cfg: Any, args: argparse.Namespace, before: tuple[int, int] | N
 def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
     from .tasks import task_class
 
-    rows = [(stage, split, m) for stage in ("base", "final") for split, m in results.get(stage, {}).items()
+    rows = [(stage, split, m) for stage in ("pretrained", "base", "final")
+            for split, m in results.get(stage, {}).items()
             if split != "train"]
     # the task's headline metrics that this run computed (fact_accuracy needs facts, json_validity a schema)
     keys = [k for k in task_class(results["task"]).headline
@@ -86,10 +87,11 @@ def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
     print(f"\nrun: {run_dir}")
     header = f"{'model':<12}{'split':<12}" + "".join(f"{k:>{width[k]}}" for k in keys)
     print(header)
+    label = {"pretrained": "pretrained", "base": "base", "final": "fine-tuned"}
     for stage, split, m in rows:
         cells = "".join(f"{m[k]:>{width[k]}.4f}" if isinstance(m.get(k), (int, float)) else f"{'-':>{width[k]}}"
                         for k in keys)
-        print(f"{'base' if stage == 'base' else 'fine-tuned':<12}{split:<12}{cells}")
+        print(f"{label[stage]:<12}{split:<12}{cells}")
     diag = results.get("diagnosis")
     if diag:
         print(f"diagnosis: {diag['label']}" + (f" — {diag['advice'][0]}" if diag.get("advice") else ""))

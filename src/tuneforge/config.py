@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +15,13 @@ from typing import Any, Literal, Union
 import yaml
 
 from .configpaths import relative_paths, resolve_paths
+from .configtypes import coerce, out_of_range
 from .errors import ConfigError, clip, show
 from .methods import NAMES as METHOD_NAMES
 from .safeyaml import YamlRefused, safe_load
 from .tasks import DEFAULT as DEFAULT_TASK
 from .tasks import NAMES as TASK_NAMES
+from .tasks import objective_problems
 
 # The names the config accepts are the registries' (tasks/__init__.py, methods/__init__.py): one list each.
 TaskName = Literal[TASK_NAMES]  # type: ignore[valid-type]
@@ -57,7 +57,7 @@ class DataConfig:
     validation: Union[str, float, None] = _f(0.1, doc="a file, or a fraction split off train")
     test: Union[str, float, None] = _f(None, doc="a file, or a fraction split off train")
     text: str = _f("text", doc="column holding the input text")
-    label: str = _f("label", doc="column holding the label (classification)")
+    label: str = _f("label", doc="column holding the label (classification; preference: KTO's true/false)")
     group: Union[str, None] = _f(None, doc="records sharing this column's value never straddle splits")
     max_length: int = _f(256, lo=8, hi=131072, doc="tokens per example; longer ones are truncated")
     format: Literal["auto", "pairs", "chat", "text"] = _f("auto", doc="instruction data layout")
@@ -78,6 +78,10 @@ class DataConfig:
     tags: str = _f("tags", doc="token_classification: column of one BIO or IOBES tag per word of data.tokens")
     schema: Union[str, None] = _f(None, doc="instruction: a JSON Schema file the responses must satisfy; eval "
                                   "reports JSON validity, schema validity and field-level P/R/F1")
+    chosen: str = _f("chosen", doc="preference: the preferred completion column")
+    rejected: str = _f("rejected", doc="preference: the dispreferred completion column")
+    completion: str = _f("completion",
+                         doc="preference: an unpaired completion column (KTO: data.label marks it desirable)")
 
 
 @dataclass
@@ -132,6 +136,12 @@ class TrainConfig:
                     "graphs: also CUDA graphs per block (+6-10% on an H200; one graph per batch width)")
     nan_policy: Literal["stop", "skip"] = _f("stop", doc="on NaN/inf loss: stop, or skip the batch")
     max_skips: int = _f(10, lo=0, doc="most batches skipped under nan_policy: skip")
+    objective: Union[Literal["dpo", "ipo", "orpo", "kto"], None] = _f(
+        None, doc="preference: the loss (null: dpo); dpo/ipo/kto compare with a reference model, orpo needs none")
+    beta: float = _f(0.1, lo=0, doc="preference: DPO/IPO/KTO pull toward the reference (higher: stays closer)")
+    orpo_lambda: float = _f(0.1, lo=0, doc="preference: ORPO's weight of the odds-ratio term beside the NLL")
+    desirable_weight: float = _f(1.0, lo=0, doc="preference: KTO weight of desirable completions")
+    undesirable_weight: float = _f(1.0, lo=0, doc="preference: KTO weight of undesirable completions")
 
 
 @dataclass
@@ -162,8 +172,9 @@ class Config:
     output_dir: str = _f("runs", doc="where run directories go")
     resume: Union[bool, Literal["auto"]] = _f(False, doc="continue from the newest complete checkpoint")
     allow_pickle: bool = _f(False, doc="allow loading pickle (.bin/.pt) weights with weights_only=True")
-    init_from: Union[str, None] = _f(None, doc="continue from a finished classification run (its task keeps "
-                                                "its head and becomes the task forgetting is measured on)")
+    init_from: Union[str, None] = _f(None, doc="continue from a finished run: a classification run (its task "
+                                                "keeps its head and becomes the task forgetting is measured on), or "
+                                                "for instruction/preference a language-model run (its merged model)")
     method: MethodConfig = _f(factory=MethodConfig)
     data: DataConfig = _f(factory=DataConfig)
     privacy: PrivacyConfig = _f(factory=PrivacyConfig)
@@ -181,7 +192,6 @@ class Config:
 
 # Everything a config file (or an override) can make large is bounded; a real config is a few KB.
 MAX_CONFIG_BYTES = 1 << 20    # a bigger "config" is a mistake (a data file passed as the config?)
-MAX_LIST_ITEMS = 4096         # entries of one list value (method.targets names modules: hundreds at most)
 MAX_PROBLEMS = 20             # problems listed at once (a file of 20,000 unknown keys needs no 20,000 lines)
 
 # Names users bring from HF TrainingArguments, PEFT and Axolotl configs → ours.
@@ -290,12 +300,12 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
         if dataclasses.is_dataclass(typ):
             values[key] = _build(typ, value, f"{name}.", problems)
             continue
-        ok, coerced, expected = _coerce(value, typ)
+        ok, coerced, expected = coerce(value, typ)
         if not ok:
             problems.append(f"`{name}` = {show(value)} is not {expected}")
             continue
         meta = fields[key].metadata
-        bad = _out_of_range(coerced, meta.get("lo"), meta.get("hi"))
+        bad = out_of_range(coerced, meta.get("lo"), meta.get("hi"))
         if bad:
             problems.append(f"`{name}` = {show(value)} {bad}")
             continue
@@ -317,63 +327,6 @@ def _hint(key: str, prefix: str, fields: dict[str, Any]) -> str:
     return f"; did you mean `{prefix}{close[0]}`?" if close else f" (known: {', '.join(fields)})"
 
 
-def _coerce(value: Any, typ: Any) -> tuple[bool, Any, str]:
-    """Return (ok, value converted to `typ`, human name of the expected type)."""
-    origin = typing.get_origin(typ)
-    if origin is Literal:
-        allowed = typing.get_args(typ)
-        if value is False and "off" in allowed:  # YAML 1.1 reads a bare `off` (pii: off) as false
-            value = "off"
-        ok = any(value == a and type(value) is type(a) for a in allowed)
-        return ok, value, "one of " + " | ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
-    if origin in (Union, types.UnionType):
-        names = []
-        for option in typing.get_args(typ):
-            ok, coerced, expected = _coerce(value, option)
-            if ok:
-                return True, coerced, ""
-            names.append(expected)
-        return False, value, " or ".join(names)
-    if typ is type(None):
-        return value is None, None, "null"
-    if origin is list:
-        (item,) = typing.get_args(typ)
-        if isinstance(value, list) and len(value) > MAX_LIST_ITEMS:
-            return False, value, f"a list of at most {MAX_LIST_ITEMS:,} entries (it has {len(value):,})"
-        if not isinstance(value, list) or not all(_coerce(v, item)[0] for v in value):
-            return False, value, f"a list of {item.__name__}"
-        return True, [_coerce(v, item)[1] for v in value], ""
-    if typ is bool:
-        return isinstance(value, bool), value, "true or false"
-    if typ is int:
-        return isinstance(value, int) and not isinstance(value, bool), value, "an integer"
-    if typ is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if isinstance(value, str):  # YAML reads 5e-4 (no dot) as a string
-            try:
-                return True, float(value), ""
-            except ValueError:
-                pass
-        if ok and isinstance(value, int) and abs(value) > 1e308:  # float() would raise OverflowError
-            return True, math.inf if value > 0 else -math.inf, ""
-        return ok, float(value) if ok else value, "a number"
-    if typ is str:
-        return isinstance(value, str), value, "text"
-    return True, value, str(typ)
-
-
-def _out_of_range(value: Any, lo: float | None, hi: float | None) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return ""
-    if value != value or value in (float("inf"), float("-inf")):  # NaN passes every comparison below
-        return "is not a finite number"
-    if lo is not None and value < lo:
-        return f"is below the minimum {lo}"
-    if hi is not None and value > hi:
-        return f"is above the maximum {hi}"
-    return ""
-
-
 def _cross_checks(cfg: Config) -> list[str]:
     """Problems that involve more than one key."""
     problems = []
@@ -389,6 +342,7 @@ def _cross_checks(cfg: Config) -> list[str]:
         problems.append("`train.epochs` = 0 trains nothing; set train.epochs above 0 (e.g. 3) or set train.max_steps")
     problems += _fraction_checks(cfg)
     problems += _forgetting_checks(cfg)
+    problems += objective_problems(cfg.task, cfg.train.objective)  # the tasks' own losses
     return problems
 
 

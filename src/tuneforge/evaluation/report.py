@@ -90,7 +90,7 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path, title
 def _table(results: dict[str, Any]) -> str:
     keys = list(dict.fromkeys(task_class(results["task"]).headline + ("loss",)))
     rows = []
-    for stage in ("base", "final"):
+    for stage in ("pretrained", "base", "final"):  # pretrained: a continued run's model before every run
         for split, m in results.get(stage, {}).items():
             cells = "".join(f"<td>{m[k]:.4f}</td>" if isinstance(m.get(k), (int, float)) else "<td></td>"
                             for k in keys)

@@ -39,6 +39,8 @@ def diagnose(rows: list[dict[str, Any]], results: dict[str, Any], cfg: Any | Non
         "overfitting": overfitting_signals(train, val, final, results),
         "underfitting": underfitting_signals(train, final, results),
     }
+    for kind, found in _advisors(results)[1].curve_signals(train, val, results).items():  # the task's own curves
+        signals[kind] += found
     label = next((k for k in ("unstable", "overfitting", "underfitting") if signals[k]), "healthy")
     evidence = signals[label] if label != "healthy" else healthy_evidence(train, val, final)
     out = {"label": label, "evidence": evidence,

@@ -12,9 +12,10 @@ also why they cannot be folded into the base weights (see `AdapterMethod.merge`)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 import torch
 from torch import nn
@@ -60,6 +61,7 @@ class AdapterLayer(nn.Module):
 
     def __init__(self, base_layer: nn.Module, bottleneck: int, dropout: float = 0.0):
         super().__init__()
+        self.enabled = True  # off: the base layer alone (AdapterMethod.adapters_off)
         self.base_layer = base_layer
         hidden = _out_features(base_layer)
         self.adapter = BottleneckAdapter(hidden, bottleneck, dropout)
@@ -67,7 +69,8 @@ class AdapterLayer(nn.Module):
         self.adapter.to(device=ref.device, dtype=ref.dtype if ref.is_floating_point() else torch.float32)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self.adapter(self.base_layer(x, *args, **kwargs))
+        h = self.base_layer(x, *args, **kwargs)
+        return self.adapter(h) if self.enabled else h
 
 
 def _out_features(layer: nn.Module) -> int:
@@ -177,6 +180,12 @@ class AdapterMethod(Method):
     def merge(self, model: nn.Module) -> nn.Module:
         raise TuneforgeError(self.merge_problem())
 
+    def adapters_off(self, model: nn.Module) -> ContextManager[Any] | None:
+        """Every adapter layer passes its base layer's output through unchanged. None when modules train in
+        place beside the adapters (modules_to_save): switching the adapters off would not undo those."""
+        meta = getattr(model, "tuneforge_adapter", None) or {}
+        return None if meta.get("modules_to_save") else _switched_off(model)
+
     def merge_problem(self) -> str:
         return ("bottleneck adapters cannot be merged: a GELU sits between their two projections, so "
                 "h + up(gelu(down(h))) is not a linear map and cannot be folded into the base weights. "
@@ -186,6 +195,18 @@ class AdapterMethod(Method):
     @classmethod
     def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
         return ["train more of the model: method.name: lora or full"]
+
+
+@contextlib.contextmanager
+def _switched_off(model: nn.Module) -> Iterator[None]:
+    layers = [m for m in model.modules() if isinstance(m, AdapterLayer)]
+    for layer in layers:
+        layer.enabled = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enabled = True
 
 
 def _unfreeze(model: nn.Module, head: list[str]) -> None:

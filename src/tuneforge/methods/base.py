@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, ContextManager
 
 import torch
 from torch import nn
@@ -54,6 +54,12 @@ class Method(ABC):
     def name_base(self, out_dir: Path, name: str, revision: str | None) -> None:
         """Record in what `save` wrote the stable name (and revision) of the base it sits on; a full model
         needs no base, so by default nothing is recorded."""
+
+    def adapters_off(self, model: nn.Module) -> ContextManager[Any] | None:
+        """A context in which `model` computes what it started from, its adapters switched off: the reference
+        model of preference objectives, with no second copy in memory (a model without this method's
+        adapters is its own start). None: this method changes the weights themselves (full fine-tuning)."""
+        return None
 
     def merge_problem(self) -> str | None:
         """Why this method's result can never be merged, before anything is loaded (None: it can)."""

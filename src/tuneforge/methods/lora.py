@@ -4,9 +4,10 @@ Adapters are saved in PEFT's own format, so they load unchanged in PEFT, transfo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ContextManager
 
 from torch import nn
 
@@ -60,6 +61,10 @@ class LoraMethod(Method):
 
     def merge(self, model: nn.Module) -> nn.Module:
         return model.merge_and_unload()
+
+    def adapters_off(self, model: nn.Module) -> ContextManager[Any]:
+        """PEFT's own switch (LoRA, DoRA and modules_to_save all compute the base while it is on)."""
+        return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
     @classmethod
     def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:

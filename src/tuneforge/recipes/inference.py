@@ -72,6 +72,8 @@ def evaluate_run(run_dir: Path, data: str) -> dict[str, Any]:
     cfg, task, model = load_run(run_dir)
     examples = task.encode(records, "eval")
     device = pick_device()
+    method = get_method(reading.read_meta(run_dir)["method"])  # preference: the model the run started from
+    task.use_reference(model, method, lambda: start_model(cfg, loading.resolve(cfg.model), task, method).to(device))
     return task.evaluate(model, examples, cfg.eval.batch_size, device, autocast_dtype(cfg.train.precision, device))
 
 

@@ -5,6 +5,7 @@ is created, so a user mistake never leaves a half-written or overwritten run beh
 """
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import tempfile
@@ -181,6 +182,7 @@ class Ready:
     dtype: torch.dtype | None
     guard: Any
     base: dict[str, Any] | None
+    pretrained: dict[str, Any] | None = None  # a continued run: the pretrained model, before the earlier run
 
 
 def start(prep: Prepared, method: Any, log: RunLog) -> Ready:
@@ -196,7 +198,8 @@ def start(prep: Prepared, method: Any, log: RunLog) -> Ready:
         raise TuneforgeError("no trainable parameters: the method froze everything (check method.targets)")
     log.note(f"loaded {cfg.model} in {time.perf_counter() - t_load:.1f}s; method {method.name}: "
              + _param_line(model))
-    for line in (task.prepare_model(model),  # e.g. instruction: attention kernel and packing, before compiling
+    for line in (task.use_reference(model, method, lambda: copy.deepcopy(model)),  # preference: the start
+                 task.prepare_model(model),  # e.g. instruction: attention kernel and packing, before compiling
                  *optimize_for_training(model, method, device, dtype, cfg.train.compile),
                  method.describe(model)):  # e.g. qlora: the 4-bit base's memory against bf16/fp32
         if line:
@@ -205,9 +208,23 @@ def start(prep: Prepared, method: Any, log: RunLog) -> Ready:
     if cfg.eval.base:
         base = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype)
                 for name, ex in _eval_sets(prep).items()}
+    pretrained = pretrained_evaluation(prep, method, device, dtype) if base is not None and cfg.init_from else None
     guard = ForgettingGuard.start(cfg, task, prep.encoded["train"], model, device, dtype, log,
                                   previous=earlier_tasks(task))  # "before" probe, replay mix, EWC/L2
-    return Ready(model, device, dtype, guard, base)
+    return Ready(model, device, dtype, guard, base, pretrained)
+
+
+def pretrained_evaluation(prep: Prepared, method: Any, device: torch.device,
+                          dtype: torch.dtype | None) -> dict[str, Any] | None:
+    """A continued run of a generating task: the pretrained model too (the chain's start, before any run), so
+    eval.json shows it next to the earlier run ("base") and this one; loaded only for this, then freed."""
+    if not prep.task.generates:
+        return None
+    model = prep.task.load_model(prep.cfg, prep.source, method).to(device)
+    out = {name: prep.task.evaluate(model, ex, prep.cfg.eval.batch_size, device, dtype)
+           for name, ex in _eval_sets(prep).items()}
+    del model
+    return out
 
 
 def earlier_tasks(task: Any) -> list[PreviousTask]:
@@ -233,6 +250,8 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
     results: dict[str, Any] = {"task": cfg.task, "method": method.name, "model": cfg.model}
     if ready.base is not None:
         results["base"] = ready.base
+    if ready.pretrained is not None:
+        results["pretrained"] = ready.pretrained
     checkpointer = Checkpointer(run_dir / "checkpoints", cfg.train, method, resume=bool(cfg.resume),
                                 metrics=run_dir / "metrics.jsonl", note=log.note) \
         if cfg.train.checkpoint_every or cfg.resume else None

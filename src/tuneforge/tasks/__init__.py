@@ -20,6 +20,7 @@ REGISTRY = {
     "instruction": "tuneforge.tasks.instruction.task:InstructionTask",
     "regression": "tuneforge.tasks.regression:RegressionTask",
     "token_classification": "tuneforge.tasks.token_classification:TokenClassificationTask",
+    "preference": "tuneforge.tasks.preference.task:PreferenceTask",
 }
 NAMES = tuple(REGISTRY)
 DEFAULT = NAMES[0]  # the config's default, and the task of runs saved before tuneforge.json named one
@@ -31,3 +32,12 @@ def task_class(name: str) -> "type[Task]":
         raise TuneforgeError(f"unknown task {name!r}; the tasks are {', '.join(NAMES)}")
     module, _, cls = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def objective_problems(task: str, objective: str | None) -> list[str]:
+    """`train.objective` must name a loss of the task's own (Task.objectives); most tasks have just one loss."""
+    if objective is None or task not in REGISTRY or objective in task_class(task).objectives:
+        return []
+    takers = [name for name in REGISTRY if objective in task_class(name).objectives]
+    return [f"`train.objective` = {objective} is not a loss of task {task}; remove it, or set task: "
+            f"{' or '.join(takers) or '(none takes it)'}"]

@@ -88,6 +88,7 @@ class Task(ABC):
     metrics: ClassVar[dict[str, str]] = {"loss": "min"}
     generates: ClassVar[bool] = False  # answers prompts (chat, predict --prompt) instead of labelling texts
     pipeline_tag: ClassVar[str] = "text-classification"  # what transformers.pipeline() and the Hub call the task
+    objectives: ClassVar[tuple[str, ...]] = ()  # the losses train.objective may pick (first: the default)
 
     notes: list[str]  # what encoding found worth telling (truncation, ...), for the run log
 
@@ -149,6 +150,13 @@ class Task(ABC):
         """Task-specific advice when a run overfits (after the method's)."""
         return []
 
+    @classmethod
+    def curve_signals(cls, train: list[dict[str, Any]], val: list[dict[str, Any]],
+                      results: dict[str, Any]) -> dict[str, list[str]]:
+        """Evidence only this task's metrics show, by diagnosis label (overfitting, underfitting, unstable):
+        `train`/`val` are the logged metrics.jsonl rows, `results` what eval.json will hold."""
+        return {}
+
     # ------------------------------------------------------------------ building
     @classmethod
     @abstractmethod
@@ -190,6 +198,12 @@ class Task(ABC):
 
     def prepare_model(self, model: nn.Module) -> str | None:
         """Once, after the method is applied and before compilation; returns a line for the run log."""
+        return None
+
+    def use_reference(self, model: nn.Module, method: Any, start: Callable[[], nn.Module]) -> str | None:
+        """Once the method is applied (training) or a run is loaded for evaluation: keep what computes the
+        model training started from — `method.adapters_off(model)`, or `start()`, a frozen copy of it —
+        if this task compares with it (preference objectives). Returns a line for the run log."""
         return None
 
     def earlier_runs(self) -> list[EarlierRun]:

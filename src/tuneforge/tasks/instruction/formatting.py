@@ -186,24 +186,42 @@ def _check_prefix(prefix: str, text: str) -> None:
 
 def fit_window(ids: list[int], labels: list[int], start: int, floor: int, max_length: int,
                where: str) -> tuple[list[int], list[int], str]:
-    """Cut a sequence to max_length without silently losing its response.
+    """Cut a sequence to max_length without silently losing its response (the window `window_begin` picks)."""
+    begin, note = window_begin(len(ids), start, floor, max_length, where)
+    if not note:
+        return ids, labels, ""
+    return ids[begin:begin + max_length], labels[begin:begin + max_length], note
+
+
+def window_begin(n: int, start: int, floor: int, max_length: int, where: str) -> tuple[int, str]:
+    """Where the max_length window of an n-token sequence begins, and a note when it cuts anything.
 
     `start` is where the final response begins and `floor` how many prompt tokens right before it must stay
     (at least the assistant header). First the prompt is cut from the left; if the response alone is too
     long its beginning is kept (and a note returned); if nothing of it fits, DataError.
     """
-    if len(ids) <= max_length:
-        return ids, labels, ""
-    if len(ids) - start + floor <= max_length:
-        cut = len(ids) - max_length
-        return ids[cut:], labels[cut:], "prompt cut from the left"
+    if n <= max_length:
+        return 0, ""
+    if n - start + floor <= max_length:
+        return n - max_length, "prompt cut from the left"
     room = max_length - floor
     if room <= 0:
         raise DataError(*_split_where(where), f"nothing of the response fits in data.max_length={max_length} "
                         f"after the {floor} prompt tokens that must stay", "raise data.max_length")
-    begin = start - floor
-    return ids[begin:begin + max_length], labels[begin:begin + max_length], \
-        f"response cut to its first {room} tokens"
+    return start - floor, f"response cut to its first {room} tokens"
+
+
+@dataclass
+class Window:
+    """A conversation cut to data.max_length: ids, labels, where its final response starts (in the window),
+    the generation prompt before that response, what the cut did (a note) and the messages it holds."""
+
+    ids: list[int]
+    labels: list[int]
+    start: int
+    prompt: list[int]
+    note: str
+    messages: list[dict[str, str]]
 
 
 def _split_where(where: str) -> tuple[str, int | None]:

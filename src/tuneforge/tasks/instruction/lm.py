@@ -63,30 +63,41 @@ def unpack(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def lm_logits(head: nn.Module, hidden: torch.Tensor, config: Any = None) -> torch.Tensor:
+    """head(hidden) in fp32, scaled and soft-capped as the model's config says (Cohere, Gemma 2)."""
+    logits = head(hidden).float()
+    scale = getattr(config, "logit_scale", None)
+    cap = getattr(config, "final_logit_softcapping", None)
+    if scale:
+        logits = logits * scale
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
 def chunked_cross_entropy(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
-                          config: Any = None, chunk: int = CE_CHUNK) -> torch.Tensor:
-    """Sum of cross-entropy of head(hidden) vs targets, CE_CHUNK positions at a time.
+                          config: Any = None, chunk: int = CE_CHUNK, reduction: str = "sum") -> torch.Tensor:
+    """Cross-entropy of head(hidden) vs targets, CE_CHUNK positions at a time: summed, or (reduction "none")
+    one value per position (the preference task sums them per sequence).
 
     With several chunks under autograd each chunk is checkpointed: only one chunk's logits
     (chunk × vocab) exist at any time, at the price of recomputing the head in backward.
     """
-    scale = getattr(config, "logit_scale", None)
-    cap = getattr(config, "final_logit_softcapping", None)
-
-    def ce_sum(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = head(h).float()
-        if scale:
-            logits = logits * scale
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return F.cross_entropy(logits, y, reduction="sum")
+    def ce(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(lm_logits(head, h, config), y, reduction=reduction)
 
     many = hidden.shape[0] > chunk and torch.is_grad_enabled()
+    parts = []
     total = hidden.new_zeros((), dtype=torch.float32)
     for s in range(0, hidden.shape[0], chunk):
         h, y = hidden[s:s + chunk], targets[s:s + chunk]
-        part = torch.utils.checkpoint.checkpoint(ce_sum, h, y, use_reentrant=False) if many else ce_sum(h, y)
-        total = total + part
+        part = torch.utils.checkpoint.checkpoint(ce, h, y, use_reentrant=False) if many else ce(h, y)
+        if reduction == "none":
+            parts.append(part)
+        else:
+            total = total + part
+    if reduction == "none":
+        return torch.cat(parts) if parts else hidden.new_zeros((0,), dtype=torch.float32)
     return total
 
 

@@ -27,9 +27,11 @@ from ...models import loading
 from ...models.anatomy import body_and_head, model_config
 from ...training.device import autocast, prefer_eager_attention
 from ..base import Task, batch_indices
-from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, chat_messages, conversation_pieces,
-                         detect_format, fit_window, layout_notes, pair_messages, stop_token_ids, template_with_system,
-                         text_field)
+from ..continued import continue_lm, earlier_formatting, formatting_notes
+from .formatting import fit_window  # noqa: F401  (tests import it from here)
+from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, Window, chat_messages, conversation_pieces,
+                         detect_format, layout_notes, pair_messages, stop_token_ids, template_with_system,
+                         text_field, window_begin)
 from .lm import IGNORE, chunked_cross_entropy, pack_rows, packing_probe, supervised_positions, unpack
 
 if TYPE_CHECKING:
@@ -101,9 +103,6 @@ class InstructionTask(Task):
     @classmethod
     def config_problems(cls, cfg: "Config") -> list[str]:
         problems = []
-        if cfg.init_from:
-            problems.append("`init_from` continues classification runs (a new head per task); for instruction "
-                            "runs point `model:` at the earlier run's model directory instead")
         for key, value in (("replay", cfg.forgetting.replay), ("ewc", cfg.forgetting.ewc)):
             if value and not cfg.forgetting.reference:
                 problems.append(f"`forgetting.{key}` = {value} needs reference text: set forgetting.reference: "
@@ -130,16 +129,25 @@ class InstructionTask(Task):
         fmt = Formatting(template or FALLBACK_TEMPLATE, "tokenizer" if template else "fallback", d.format,
                          d.prompt, d.input, d.response, d.messages, d.text, d.system, d.train_on_inputs,
                          d.max_length)
-        return cls(tokenizer, fmt, packing=cfg.data.packing, max_new_tokens=cfg.eval.max_new_tokens,
-                   samples=cfg.eval.samples, schema=load_schema(d.schema) if d.schema else None)
+        task = cls.build(cfg, tokenizer, fmt, load_schema(d.schema) if d.schema else None)
+        if cfg.init_from:  # continuing a language-model run: it must be one, and its layout should be this one
+            task.notes += formatting_notes(earlier_formatting(cfg, cls.auto_class), asdict(fmt), cfg.init_from)
+        return task
 
     @classmethod
     def from_saved(cls, cfg: "Config", tokenizer: Any, meta: dict[str, Any]) -> "InstructionTask":
         """At inference time: exactly the formatting training used, from model/tuneforge.json."""
         if not meta.get("formatting"):
             return cls.from_config(cfg, tokenizer)
-        return cls(tokenizer, Formatting(**meta["formatting"]), packing=cfg.data.packing,
-                   max_new_tokens=cfg.eval.max_new_tokens, samples=cfg.eval.samples, schema=meta.get("schema"))
+        return cls.build(cfg, tokenizer, Formatting(**meta["formatting"]), meta.get("schema"))
+
+    @classmethod
+    def build(cls, cfg: "Config", tokenizer: Any, fmt: Formatting, schema: dict[str, Any] | None
+              ) -> "InstructionTask":
+        """The task with `fmt` and `schema` (the config's at training, the saved ones at inference) and the
+        config's settings."""
+        return cls(tokenizer, fmt, packing=cfg.data.packing, max_new_tokens=cfg.eval.max_new_tokens,
+                   samples=cfg.eval.samples, schema=schema)
 
     def metadata(self) -> dict[str, Any]:
         """What model/tuneforge.json holds so that inference formats exactly like training."""
@@ -162,6 +170,10 @@ class InstructionTask(Task):
 
     def load_model(self, cfg: "Config", source: "ModelSource", method: Any) -> nn.Module:
         return loading.load_causal_lm(source, scratch=method.scratch)
+
+    def continue_model(self, model: nn.Module, cfg: "Config") -> nn.Module:
+        """`init_from`: the earlier language-model run's merged model, trained on as it is."""
+        return continue_lm(model, cfg)
 
     # ------------------------------------------------------------------ formatting
     def render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
@@ -219,12 +231,26 @@ class InstructionTask(Task):
             out.append(ex)
             if note:
                 cut.setdefault(note.split(" ")[0], []).append(r.where)
+        self.note_cuts(split, cut)
+        return out
+
+    def note_cuts(self, split: str, cut: dict[str, list[str]]) -> None:
+        """One run-log note per kind of cut (prompt, response): how many examples, and the first places."""
         for what, where in cut.items():
             self.notes.append(f"{split}: {len(where)} example(s) longer than data.max_length={self.fmt.max_length}: "
                               f"{what} cut ({', '.join(where[:3])}{', …' if len(where) > 3 else ''})")
-        return out
 
     def _encode_chat(self, r: Record, msgs: list[dict[str, str]], split: str) -> tuple[Example, str]:
+        w = self.fit_conversation(r, msgs)
+        fact = r.fields.get(FACT_COLUMN)
+        ex = Example(w.ids, w.labels, r.where, split, w.prompt, w.messages[-1]["content"],
+                     fact if isinstance(fact, str) and fact else None,
+                     next((m["content"] for m in reversed(w.messages) if m["role"] == "user"), ""))
+        return ex, w.note
+
+    def fit_conversation(self, r: Record, msgs: list[dict[str, str]]) -> Window:
+        """A conversation up to its last assistant turn as ids and labels cut to data.max_length (the final
+        response kept), with where that response starts in the window."""
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
         if last is None:
             raise DataError(r.file, r.line, "no assistant message to learn from", "add the expected answer")
@@ -237,13 +263,10 @@ class InstructionTask(Task):
         # the assistant header that generation starts from.
         floor = max(self._header_length(msgs[:last]), min(len(parts[-2]), self.fmt.max_length // 2))
         prompt = ids[:start][-self.fmt.max_length:]
-        ids, labels, note = fit_window(ids, labels, start, floor, self.fmt.max_length, r.where)
+        begin, note = window_begin(len(ids), start, floor, self.fmt.max_length, r.where)
+        ids, labels = ids[begin:begin + self.fmt.max_length], labels[begin:begin + self.fmt.max_length]
         labels = [IGNORE] + labels[1:]  # the first token has nothing before it to predict it from
-        fact = r.fields.get(FACT_COLUMN)
-        ex = Example(ids, labels, r.where, split, prompt, msgs[-1]["content"],
-                     fact if isinstance(fact, str) and fact else None,
-                     next((m["content"] for m in reversed(msgs) if m["role"] == "user"), ""))
-        return ex, note
+        return Window(ids, labels, start - begin, prompt, note, msgs)
 
     def _header_length(self, prompt_msgs: list[dict[str, str]]) -> int:
         """Tokens the template adds to open an assistant turn (generation starts right after them)."""
@@ -323,6 +346,14 @@ class InstructionTask(Task):
         return total / max(count, 1)
 
     def loss_sum(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        head, hidden, targets = self.supervised_states(model, batch)
+        if targets.numel() == 0:
+            return hidden.sum() * 0.0, 0
+        return chunked_cross_entropy(head, hidden, targets, model_config(model)), targets.numel()
+
+    def supervised_states(self, model: nn.Module, batch: dict[str, torch.Tensor]
+                          ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+        """(lm_head, the body's hidden states at each position whose next token is supervised, those tokens)."""
         body, head = body_and_head(model)
         if not self._ready(body) and "attention_mask" not in batch:
             batch = unpack(batch)
@@ -333,11 +364,8 @@ class InstructionTask(Task):
         at = batch.get("supervised_at")
         if at is None:
             at = supervised_positions(batch["labels"])
-        if at.numel() == 0:
-            return hidden.sum() * 0.0, 0
         flat = hidden.reshape(-1, hidden.shape[-1])
-        targets = batch["labels"].reshape(-1)[at + 1]
-        return chunked_cross_entropy(head, flat[at], targets, model_config(model)), at.numel()
+        return head, flat[at], batch["labels"].reshape(-1)[at + 1]
 
     def prepare_model(self, model: nn.Module) -> str:
         """Once, before training and before any compilation: pick the attention kernel, settle data.packing
