@@ -115,6 +115,9 @@ class PreferenceTask(InstructionTask):
         if cfg.data.packing is True:
             problems.append("`data.packing` = true: preference batches compare the two answers of a pair row by row, "
                             "unpacked; set data.packing: auto")
+        if cfg.data.schema:
+            problems.append("`data.schema` scores JSON answers of task: instruction; a preference run compares two "
+                            "completions, remove it")
         objective = OBJECTIVES[cfg.train.objective or cls.objectives[0]]
         if objective.reference and cfg.train.beta <= 0:
             problems.append(f"`train.beta` = {cfg.train.beta:g} makes {objective.name} learn nothing; set it above 0 "
@@ -149,7 +152,8 @@ class PreferenceTask(InstructionTask):
         return task
 
     @classmethod
-    def build(cls, cfg: "Config", tokenizer: Any, fmt: Formatting) -> "PreferenceTask":
+    def build(cls, cfg: "Config", tokenizer: Any, fmt: Formatting, schema: dict[str, Any] | None = None
+              ) -> "PreferenceTask":  # no schema: config_problems refuses data.schema
         return cls(tokenizer, fmt, Settings.of(cfg), max_new_tokens=cfg.eval.max_new_tokens, samples=cfg.eval.samples)
 
     def metadata(self) -> dict[str, Any]:
