@@ -125,6 +125,10 @@ class TrainConfig:
                     "graphs: also CUDA graphs per block (+6-10% on an H200; one graph per batch width)")
     nan_policy: Literal["stop", "skip"] = _f("stop", doc="on NaN/inf loss: stop, or skip the batch")
     max_skips: int = _f(10, lo=0, doc="most batches skipped under nan_policy: skip")
+    distributed: Literal["auto", "ddp", "fsdp"] = _f(
+        "auto", doc="under torchrun/accelerate launch: ddp (a model copy per device) or fsdp (FSDP2 shards "
+                    "weights, gradients and optimizer state); auto: ddp for parameter-efficient methods and for "
+                    "full fine-tuning that fits one device, else fsdp")
 
 
 @dataclass

@@ -87,6 +87,9 @@ class Task(ABC):
     # the early-stopping choices (as val_<name>) and what early_stopping.mode: auto follows.
     metrics: ClassVar[dict[str, str]] = {"loss": "min"}
     generates: ClassVar[bool] = False  # answers prompts (chat, predict --prompt) instead of labelling texts
+    # evaluate = merge_shards of evaluate_shard over parts of a split: a distributed run evaluates a share of
+    # the examples on each process and gathers the parts (False: every process evaluates the whole split)
+    shards_evaluation: ClassVar[bool] = False
 
     notes: list[str]  # what encoding found worth telling (truncation, ...), for the run log
 
@@ -199,6 +202,16 @@ class Task(ABC):
     def predict(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
                 dtype: torch.dtype | None) -> list[dict[str, Any]]:
         """One JSON-ready row per example, in input order."""
+
+    def evaluate_shard(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+                       dtype: torch.dtype | None) -> Any:
+        """What `merge_shards` needs of one contiguous part of a split: per-example results, small and
+        picklable (a task that sets shards_evaluation implements both)."""
+        raise NotImplementedError(f"{type(self).__name__} evaluates whole splits only")
+
+    def merge_shards(self, shards: list[Any], examples: list[Any]) -> dict[str, Any]:
+        """evaluate's metrics on `examples` from its parts' `evaluate_shard` results, in order."""
+        raise NotImplementedError(f"{type(self).__name__} evaluates whole splits only")
 
     # ------------------------------------------------------------------ the forgetting guard's questions
     def forgetting_probe(self, ref: "Reference", cfg: "Config", device: torch.device,
