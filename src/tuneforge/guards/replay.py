@@ -74,6 +74,10 @@ class ReplayTask:
             count += n
         return total / count
 
+    @staticmethod
+    def loss_units(batch: dict[str, Any]) -> None:
+        return None  # the loss is the example-weighted mean over new and replayed examples
+
     def tokens(self, batch: dict[str, Any]) -> torch.Tensor:
         main = self.task.tokens(batch["main"]) if batch["main"] is not None else 0
         return main + sum(task.tokens(sub) for task, _, sub in batch["replay"])

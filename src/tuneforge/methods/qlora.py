@@ -122,7 +122,8 @@ class QLoraMethod(LoraMethod):
     def distributed_problem(cls, strategy: str) -> str | None:
         if strategy == "fsdp":
             return ("FSDP2 cannot shard bitsandbytes' packed 4-bit weights (they are uint8 buffers with their "
-                    "quantization state beside them); use train.distributed: ddp, where each device holds the 4-bit base")
+                    "quantization state beside them); use train.distributed: ddp, where each device holds the "
+                    "4-bit base")
         return None
 
     @classmethod

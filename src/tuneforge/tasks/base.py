@@ -192,6 +192,12 @@ class Task(ABC):
         """Real (non-padding) tokens of a collated batch, for tokens/s."""
         return batch["n_real"]
 
+    @staticmethod
+    def loss_units(batch: dict[str, Any]) -> int | None:
+        """What `loss` averages over in this batch, when it is not its examples (e.g. supervised tokens): a
+        distributed run weights each rank's loss by its share of these, summed over the ranks (None: examples)."""
+        return None
+
     # ------------------------------------------------------------------ results
     @abstractmethod
     def evaluate(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,

@@ -291,6 +291,18 @@ class Engine:
             return idx[:1], 0.0
         return mine, len(mine) * self.size / len(idx)
 
+    def share(self, units: int | None, weight: float) -> float:
+        """The weight of this rank's loss on its share of a global batch: `weight` (its share of the examples)
+        when the loss is a per-example mean, else its share of the loss's units (supervised tokens) over all
+        ranks — summed across them, as HF Trainer counts items across devices — so the gradient is exactly the
+        global batch's. Every rank calls this once per global batch."""
+        if units is None:
+            return weight
+        mine = float(units if weight else 0)
+        total = torch.tensor(mine, device=self.device)
+        torch.distributed.all_reduce(total)
+        return mine * self.size / float(total) if float(total) else 0.0
+
     # ------------------------------------------------------------------ collectives (no-ops on one process)
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank."""
@@ -340,7 +352,8 @@ class Engine:
 
             model.to(self.device)
             # buffers (position ids) never change: no broadcast before every forward
-            sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in DDP_ARGS else {"broadcast_buffers": False}
+            name = "forward_sync_buffers" if "forward_sync_buffers" in DDP_ARGS else "broadcast_buffers"
+            sync = {name: False}
             self.wrapped = DistributedDataParallel(Forward(model), gradient_as_bucket_view=True, **sync)
             return model
         from .fsdp import shard_model
@@ -383,7 +396,8 @@ class Engine:
         if self.sharded:
             metrics = self.call(model, lambda m: task.evaluate(m, examples, batch_size, device, dtype))
         elif task.shards_evaluation:
-            lo, hi = (len(examples) * self.world.rank) // self.size, (len(examples) * (self.world.rank + 1)) // self.size
+            rank, n = self.world.rank, len(examples)
+            lo, hi = n * rank // self.size, n * (rank + 1) // self.size
             part = task.evaluate_shard(model, examples[lo:hi], batch_size, device, dtype)
             metrics = task.merge_shards(self.gather(part), examples)
         else:

@@ -34,6 +34,7 @@ class Trainable(Protocol):
     def collate(self, examples: list[Any], idx: list[int], device: torch.device) -> dict[str, torch.Tensor]: ...
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
     def tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+    def loss_units(self, batch: dict[str, torch.Tensor]) -> int | None: ...
     def evaluate(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None) -> dict[str, Any]: ...
 
@@ -110,12 +111,14 @@ def accumulate(model: nn.Module, task: Trainable, train: list[Any], group: list[
         for start in range(0, len(mine), size):
             piece = mine[start:start + size]
             batch = task.collate(train, piece, device)
+            # 1.0 unless split or sharded: then exactly as before; sharded, by units when the loss has its own
+            share = len(piece) / len(mine) * weight if engine.size == 1 else \
+                engine.share(task.loss_units(batch), weight)
             with engine.accumulating(last=k == len(group) - 1 and start + size >= len(mine)):
                 with autocast(device, dtype):
                     loss = engine.loss(task, model, batch)
                 if regularizer is not None:
                     loss = loss + regularizer()
-                share = len(piece) / len(mine) * weight  # 1.0 unless split or sharded: then exactly as before
                 scaled = loss / len(group)
                 (scaled if share == 1.0 else scaled * share).backward()
             step_loss += loss.detach().float() / len(group) * share

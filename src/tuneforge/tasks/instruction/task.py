@@ -59,6 +59,7 @@ class InstructionTask(Task):
     name = "instruction"
     peft_task_type = "CAUSAL_LM"
     auto_class = "AutoModelForCausalLM"
+    shards_evaluation = True
     headline = ("exact_match", "token_f1", "rouge_l", "fact_accuracy", "perplexity")
     primary_metric = "rouge_l"
     curve_metric = "rouge_l"  # generated on test splits only: validation curves show the loss alone
@@ -297,6 +298,10 @@ class InstructionTask(Task):
         total, count = self.loss_sum(model, batch)
         return total / max(count, 1)
 
+    @staticmethod
+    def loss_units(batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["supervised_at"].numel())  # its shape, known on the CPU: no wait for the device
+
     def loss_sum(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         body, head = body_and_head(model)
         if not self._ready(body) and "attention_mask" not in batch:
@@ -340,7 +345,6 @@ class InstructionTask(Task):
         return self._packing_ok[key]
 
     # ------------------------------------------------------------------ evaluation and generation
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, generate: bool | None = None) -> dict[str, Any]:
         """Loss and perplexity on the supervised tokens; generation metrics too on test/eval splits.
@@ -348,6 +352,13 @@ class InstructionTask(Task):
         `generate=None` generates for examples from GENERATE_SPLITS that have a reference, so validation
         during training stays cheap (loss only) while base/final test evaluations compare generations.
         """
+        return self.merge_shards([self.evaluate_shard(model, examples, batch_size, device, dtype, generate)],
+                                 examples)
+
+    @torch.no_grad()
+    def evaluate_shard(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                       dtype: torch.dtype | None, generate: bool | None = None) -> dict[str, Any]:
+        """Summed loss and supervised tokens of `examples`, and the replies to those evaluate generates for."""
         was_training = model.training
         model.eval()
         total, count = 0.0, 0
@@ -356,26 +367,29 @@ class InstructionTask(Task):
             with autocast(device, dtype):
                 s, n = self.loss_sum(model, batch)
             total, count = total + float(s), count + n
-        loss = total / max(count, 1)
-        out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
-                               "tokens": count}
         gen = [e for e in examples if e.reference is not None and e.prompt]
         if generate is None:
             generate = bool(gen) and all(e.split in GENERATE_SPLITS for e in gen)
-        if generate and gen:
-            out.update(self._generation_report(model, gen, batch_size, device, dtype))
+        outputs = self.generate(model, [e.prompt or [] for e in gen], batch_size, device, dtype) \
+            if generate and gen else []
         model.train(was_training)
-        return out
+        return {"loss_sum": total, "tokens": count, "outputs": outputs}
 
-    def _generation_report(self, model: nn.Module, examples: list[Example], batch_size: int,
-                           device: torch.device, dtype: torch.dtype | None) -> dict[str, Any]:
-        outputs = self.generate(model, [e.prompt or [] for e in examples], batch_size, device, dtype)
-        metrics: dict[str, Any] = generation_metrics(outputs, [e.reference or "" for e in examples],
-                                                     [e.fact for e in examples])
-        metrics["samples"] = [{"where": e.where, "prompt": e.question, "reference": e.reference,
-                               "generated": o, **({"fact": e.fact} if e.fact else {})}
-                              for e, o in list(zip(examples, outputs))[:self.samples]]
-        return metrics
+    def merge_shards(self, shards: list[dict[str, Any]], examples: list[Example]) -> dict[str, Any]:
+        count = sum(s["tokens"] for s in shards)
+        loss = sum(s["loss_sum"] for s in shards) / max(count, 1)
+        out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
+                               "tokens": count}
+        outputs = [o for s in shards for o in s["outputs"]]  # contiguous shares, in order: the examples' order
+        if outputs:
+            gen = [e for e in examples if e.reference is not None and e.prompt]
+            metrics: dict[str, Any] = generation_metrics(outputs, [e.reference or "" for e in gen],
+                                                         [e.fact for e in gen])
+            metrics["samples"] = [{"where": e.where, "prompt": e.question, "reference": e.reference,
+                                   "generated": o, **({"fact": e.fact} if e.fact else {})}
+                                  for e, o in list(zip(gen, outputs))[:self.samples]]
+            out.update(metrics)
+        return out
 
     def generate(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, max_new_tokens: int | None = None, streamer: Any = None) -> list[str]:
