@@ -205,3 +205,46 @@ def test_a_sharded_checkpoint_resumes_whole_on_one_process(setup: dict[str, Any]
     notes: list[str] = []
     assert Checkpointer(tmp_path, cfg, None, resume=True, note=notes.append).restore(plain, *parts(plain)) is None
     assert any("damaged" in n for n in notes), notes  # a corrupted shard is caught by its checksum
+
+
+def test_instruction_shares_are_weighted_by_supervised_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The instruction loss is a mean over supervised tokens, and examples have different numbers of them: each
+    rank weights its loss by its share of the global batch's supervised tokens (Engine.share's all-reduce, here
+    the sum over the simulated ranks), so the ranks' averaged gradients equal one process's on the whole batch.
+    Weighting by examples instead (the classification rule) would not: that is checked too."""
+    from helpers_tiny import make_tiny_llama
+
+    from tuneforge.config import load_config
+    from tuneforge.tasks.instruction.task import InstructionTask
+
+    source = loading.resolve(str(make_tiny_llama(tmp_path / "llama")))
+    cfg = load_config(None, base={"name": "t", "task": "instruction", "model": str(source.path),
+                                  "data": {"train": "x.jsonl", "packing": False}})
+    task = InstructionTask.from_config(cfg, loading.load_tokenizer(source))
+    rows = [Record({"instruction": f"Question {i}? " + "more words " * i, "output": "detail " * (1 + i * i)},
+                   "x.jsonl", i + 1) for i in range(5)]
+    examples, group = task.encode(rows), [list(range(5))]
+    torch.manual_seed(0)
+    base = loading.load_causal_lm(source)
+
+    def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    one = copy.deepcopy(base)
+    loss_one, _ = accumulate(one, task, examples, group, CPU, None, None)
+    units = [task.loss_units(task.collate(examples, engine(r, 2).shard(group[0])[0], CPU)) for r in range(2)]
+    assert units[0] / sum(units) != pytest.approx(3 / 5)  # not the ranks' share of examples: the weighting matters
+    for by_tokens in (True, False):
+        monkeypatch.setattr(torch.distributed, "all_reduce", lambda t: t.fill_(float(sum(units))))
+        if not by_tokens:
+            monkeypatch.setattr(type(task), "loss_units", staticmethod(lambda batch: None))
+        parts, total = [], 0.0
+        for rank in range(2):
+            model = copy.deepcopy(base)
+            loss, _ = accumulate(model, task, examples, group, CPU, None, None, engine=engine(rank, 2))
+            parts.append(grads(model))
+            total += float(loss)
+        same = all(torch.allclose((parts[0][n] + parts[1][n]) / 2, g, atol=1e-6, rtol=1e-4)
+                   for n, g in grads(one).items())
+        assert same == by_tokens
+        assert (total / 2 == pytest.approx(float(loss_one), rel=1e-5)) == by_tokens

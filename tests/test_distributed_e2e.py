@@ -104,9 +104,18 @@ def assert_same_training(a: Path, b: Path, atol: float = 1e-5) -> None:
     assert worst < atol, f"weights differ by {worst}"
 
 
+def run_files(run: Path) -> list[str]:
+    """The run directory's files outside checkpoints/, TensorBoard event files by count, not by name."""
+    names = [p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file() and "checkpoints" not in p.parts]
+    return sorted("tb/events" if name.startswith("tb/events.") else name for name in names)
+
+
 def test_ddp_over_two_nodes_trains_like_one_process_at_twice_the_batch(setup: dict[str, Any]) -> None:
     runs = setup["runs"]
     assert_same_training(runs / "one", runs / "ddp")
+    # only rank 0 wrote: the same files as one process's run, one TensorBoard log, one data audit
+    assert run_files(runs / "ddp") == run_files(runs / "one")
+    assert run_files(runs / "ddp").count("tb/events") == 1
     result = json.loads((runs / "ddp" / "eval.json").read_text(encoding="utf-8"))
     assert result["distributed"] == {"strategy": "ddp", "world_size": 2, "nodes": 2, "processes_per_node": 1,
                                      "backend": "gloo", "device": "cpu", "batch_per_device": 4, "effective_batch": 8}
