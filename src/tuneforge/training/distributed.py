@@ -299,7 +299,7 @@ class Engine:
         if units is None:
             return weight
         mine = float(units if weight else 0)
-        total = torch.tensor(mine, device=self.device)
+        total = torch.tensor(mine)  # on the CPU (gloo, also beside NCCL): no wait for the device's queue
         torch.distributed.all_reduce(total)
         return mine * self.size / float(total) if float(total) else 0.0
 
