@@ -54,10 +54,8 @@ def instruction_paths() -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------ one run (in a subprocess)
-def run_tuneforge(case: str, method: str, out: Path) -> dict[str, Any]:
-    import tuneforge
-    from tuneforge.config import load_config
-
+def tuneforge_raw(case: str, method: str, out: Path) -> dict[str, Any]:
+    """The tuneforge config of one case (also used by dist_bench.py)."""
     hp = HP[case]
     paths = make_data() if case == "classification" else instruction_paths()
     lr = hp["lr"] if method == "lora" else FULL_LR
@@ -71,7 +69,14 @@ def run_tuneforge(case: str, method: str, out: Path) -> dict[str, Any]:
                      "weight_decay": 0.01, "early_stopping": {"patience": None, "restore_best": False},
                      "log_every": 20, "seed": 0},
            "eval": {"base": False, "samples": 0}, "forgetting": {"reference": None}}
-    cfg = load_config(None, base=raw)
+    return raw
+
+
+def run_tuneforge(case: str, method: str, out: Path) -> dict[str, Any]:
+    import tuneforge
+    from tuneforge.config import load_config
+
+    cfg = load_config(None, base=tuneforge_raw(case, method, out))
     t0 = time.perf_counter()
     result = tuneforge.train(cfg, overwrite=True, quiet=True).eval
     total = time.perf_counter() - t0

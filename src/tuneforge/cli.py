@@ -15,7 +15,9 @@ from .quiet import silence_known_warnings
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .recipes.train import train
+    from .training import distributed
 
+    world = distributed.start()  # under torchrun / accelerate launch: join the others before anything can fail
     overrides = list(args.overrides)
     if args.resume:
         overrides.append("resume=true")
@@ -24,15 +26,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .recipes.crossval import cross_validate
 
         summary = cross_validate(cfg, args.cv, overwrite=args.overwrite)
-        print(json.dumps(summary["summary"], indent=2))
+        if world.main:
+            print(json.dumps(summary["summary"], indent=2))
+        distributed.stop()
         return 0
     before = _dir_id(cfg.run_dir)
     try:
         outcome = train(cfg, overwrite=args.overwrite, quiet=args.quiet)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated): say what is kept and how to go on
-        print(stopped_line(cfg, args, before, stop), file=sys.stderr)
+        if world.main and not distributed.peer_failed():  # every process got the signal: rank 0 speaks
+            print(stopped_line(cfg, args, before, stop), file=sys.stderr)
         return exit_status(stop)
-    print_summary(outcome.run_dir, outcome.eval)
+    if world.main:
+        print_summary(outcome.run_dir, outcome.eval)
+    distributed.stop()
     return 0
 
 
@@ -150,6 +157,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .recipes.compare import compare_command
+    from .training.distributed import refuse_launch
+
+    refuse_launch("compare")
 
     return compare_command(args.config, args.methods, args.sizes, args.overrides, overwrite=args.overwrite)
 
@@ -169,6 +179,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_sequence(args: argparse.Namespace) -> int:
     from .recipes.sequence import sequence_command
+    from .training.distributed import refuse_launch
+
+    refuse_launch("sequence")
 
     return sequence_command(args.config, args.overrides, overwrite=args.overwrite, variants=args.variants,
                             quiet=args.quiet)
@@ -264,20 +277,43 @@ def main(argv: list[str] | None = None) -> int:
         with _SigtermRaises():
             return COMMANDS[args.command](args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(e, f"error: {e}")
         return 2
     except TuneforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(e, f"error: {e}")
         return 2
     except OSError as e:  # the machine, not the input: a full disk or a permission anywhere (logs, caches)
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)
         where = f" ({e.filename})" if e.filename else ""
         fix = "free space, then rerun (train: with --resume)" if full else "check the path and its permissions"
-        print(f"error: {e.strerror or e}{where}; {fix}", file=sys.stderr)
+        _say(e, f"error: {e.strerror or e}{where}; {fix}")
         return 2
     except KeyboardInterrupt as stop:
         print("interrupted", file=sys.stderr)
         return exit_status(stop)
+    except Exception as e:  # not a user mistake; on a process of a distributed run, tell the others first
+        code = _crashed(e)
+        if code is None:
+            raise
+        return code
+
+
+def _distributed() -> Any:
+    """training/distributed.py once a command has imported it (it imports torch; other commands need not)."""
+    return sys.modules.get("tuneforge.training.distributed")
+
+
+def _say(error: BaseException, line: str) -> None:
+    """Print the error line; under a multi-process launcher only the process that failed first does (the
+    others are told to stop), so the user sees one line."""
+    dist = _distributed()
+    if dist is None or dist.report(error):
+        print(line, file=sys.stderr)
+
+
+def _crashed(error: BaseException) -> int | None:
+    dist = _distributed()
+    return None if dist is None or dist.world_from_env().size == 1 else dist.crashed(error)
 
 
 class _SigtermRaises:

@@ -142,6 +142,10 @@ class TrainConfig:
     orpo_lambda: float = _f(0.1, lo=0, doc="preference: ORPO's weight of the odds-ratio term beside the NLL")
     desirable_weight: float = _f(1.0, lo=0, doc="preference: KTO weight of desirable completions")
     undesirable_weight: float = _f(1.0, lo=0, doc="preference: KTO weight of undesirable completions")
+    distributed: Literal["auto", "ddp", "fsdp"] = _f(
+        "auto", doc="under torchrun/accelerate launch: ddp (a model copy per device) or fsdp (FSDP2 shards "
+                    "weights, gradients and optimizer state); auto: ddp for parameter-efficient methods and for "
+                    "full fine-tuning that fits one device, else fsdp")
 
 
 @dataclass

@@ -6,6 +6,7 @@ warning still shows up.
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 KNOWN = [
@@ -20,6 +21,12 @@ KNOWN = [
 
 def silence_known_warnings() -> None:
     """Install the filters; calling again is harmless (warnings.filterwarnings drops an identical filter
-    before adding it). They go first in the list, so they hold under -W default or PYTHONWARNINGS too."""
+    before adding it). They go first in the list, so they hold under -W default or PYTHONWARNINGS too.
+
+    Under torchrun (WORLD_SIZE > 1), also torch's C++ warnings, unless the user set TORCH_CPP_LOG_LEVEL:
+    when a process of the run ends, the others' c10d store and gloo sockets log a warning with a C++ stack
+    trace each (torch 2.13), after the one error line that says what happened. Read when torch is imported."""
     for message, category, module in KNOWN:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")

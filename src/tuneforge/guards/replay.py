@@ -62,15 +62,22 @@ class ReplayTask:
                 item = examples[i]
                 groups.setdefault(id(item.task), (item.task, []))[1].append(item.example)
         replay = [(task, len(exs), task.collate(exs, list(range(len(exs))), device)) for task, exs in groups.values()]
-        return {"main": self.task.collate(examples, main, device), "n_main": len(main), "replay": replay}
+        # one process's share of a batch may hold replayed examples only (training/distributed.py)
+        return {"main": self.task.collate(examples, main, device) if main else None, "n_main": len(main),
+                "replay": replay}
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        total = self.task.loss(model, batch["main"]) * batch["n_main"]
+        total = self.task.loss(model, batch["main"]) * batch["n_main"] if batch["main"] is not None else 0.0
         count = batch["n_main"]
         for task, n, sub in batch["replay"]:
             total = total + task.loss(model, sub) * n
             count += n
         return total / count
 
+    @staticmethod
+    def loss_units(batch: dict[str, Any]) -> None:
+        return None  # the loss is the example-weighted mean over new and replayed examples
+
     def tokens(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self.task.tokens(batch["main"]) + sum(task.tokens(sub) for task, _, sub in batch["replay"])
+        main = self.task.tokens(batch["main"]) if batch["main"] is not None else 0
+        return main + sum(task.tokens(sub) for task, _, sub in batch["replay"])

@@ -70,6 +70,11 @@ class Method(ABC):
         return None
 
     @classmethod
+    def distributed_problem(cls, strategy: str) -> str | None:
+        """Why this method cannot train under a distribution strategy ("ddp", "fsdp"), or None: it can."""
+        return None
+
+    @classmethod
     def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
         """What to change in this method's settings when the run overfits."""
         return ["raise dropout (method.dropout / train.model_dropout)"]

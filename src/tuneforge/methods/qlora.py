@@ -119,6 +119,14 @@ class QLoraMethod(LoraMethod):
         return super().apply(model, cfg, task)
 
     @classmethod
+    def distributed_problem(cls, strategy: str) -> str | None:
+        if strategy == "fsdp":
+            return ("FSDP2 cannot shard bitsandbytes' packed 4-bit weights (they are uint8 buffers with their "
+                    "quantization state beside them); use train.distributed: ddp, where each device holds the "
+                    "4-bit base")
+        return None
+
+    @classmethod
     def compare_note(cls) -> str:
         return ("qlora on CPU: bitsandbytes de-quantizes each 4-bit weight block inside every matmul, which "
                 "costs time on CPU; the fp32 weights exist briefly while loading, before quantization, so "

@@ -21,6 +21,7 @@ from ..data.splits import carve, fold_indices
 from ..errors import TuneforgeError
 from ..runs.rundir import atomic_write_json
 from ..tasks import task_class
+from ..training import distributed
 from .train import train
 
 SKIP = {"n"}  # counts, not metrics
@@ -65,7 +66,8 @@ def cross_validate(cfg: Config, k: int, overwrite: bool = False, quiet: bool = F
                         "diagnosis": outcome.eval.get("diagnosis", {}).get("label")})
     report = {"k": k, "pool": cfg.data.train, "pool_size": len(records), "stratified_by": label,
               "grouped_by": cfg.data.group, "folds": results, "summary": summarize(results, k)}
-    atomic_write_json(cv_root / "cv.json", report)
+    if distributed.world_from_env().main:  # under torchrun: rank 0 writes
+        atomic_write_json(cv_root / "cv.json", report)
     return report
 
 

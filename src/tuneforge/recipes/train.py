@@ -2,6 +2,11 @@
 
 Order matters for the user's safety: every input is read and validated *before* the run directory
 is created, so a user mistake never leaves a half-written or overwritten run behind.
+
+Under torchrun / accelerate launch every process runs this recipe (training/distributed.py): rank 0 reads
+and vets the data and hands it to the others, and rank 0 alone writes the run directory; every rank trains
+on its share of each batch and takes part in evaluation; after the final evaluation rank 0 alone measures
+forgetting, diagnoses and saves.
 """
 from __future__ import annotations
 
@@ -30,8 +35,11 @@ from ..methods.base import count_parameters, weight_bytes
 from ..models import loading
 from ..runs import card, modeldir, reading, rundir
 from ..tasks import task_class
+from ..training import distributed
 from ..training.checkpoint import Checkpointer, write_failure
 from ..training.device import autocast_dtype, pick_device, seed_everything, set_threads
+from ..training.distributed import SINGLE, Engine
+from ..training.fsdp import full_trainable
 from ..training.loop import fit
 from ..training.runlog import RunLog
 from ..training.speed import optimize_for_training
@@ -54,14 +62,20 @@ class Prepared:
     audit: dict[str, Any]
 
 
-def prepare(cfg: Config, log: RunLog | None = None, splits: dict[str, list[Record]] | None = None) -> Prepared:
-    """Read, vet, split and encode the data; resolve the model. Touches nothing on disk."""
+def prepare(cfg: Config, log: RunLog | None = None, splits: dict[str, list[Record]] | None = None,
+            engine: Engine = SINGLE) -> Prepared:
+    """Read, vet, split and encode the data; resolve the model. Touches nothing on disk.
+    On several processes rank 0 reads and vets the data (once) and every rank gets the vetted splits."""
     source = loading.resolve(cfg.model, allow_pickle=cfg.allow_pickle)
     kind = task_class(cfg.task)
-    if splits is None:  # cross-validation passes each fold's splits in
-        splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, kind.stratify_column(cfg),
-                             cfg.data.group, cfg.train.seed, cfg.data.limit)
-    splits, audit = vet(splits, cfg, kind)
+
+    def vetted() -> tuple[dict[str, list[Record]], dict[str, Any]]:
+        given = splits if splits is not None else load_splits(  # cross-validation passes each fold's splits in
+            cfg.data.train, cfg.data.validation, cfg.data.test, kind.stratify_column(cfg), cfg.data.group,
+            cfg.train.seed, cfg.data.limit)
+        return vet(given, cfg, kind)
+
+    splits, audit = engine.on_main(vetted)
     if log is not None:
         for line in summary_lines(audit):
             log.note(line)
@@ -94,26 +108,32 @@ def train(cfg: Config, overwrite: bool = False, quiet: bool = False,
     the run directory itself, a resume's compatibility, the early-stopping metric, then loading the model,
     applying the method, the base evaluation and the forgetting guard (reference, earlier runs).
     `splits` (train/validation/test records) replaces reading cfg.data — cross-validation folds use it."""
-    set_threads(cfg.train.threads)
+    engine = distributed.engine_for(distributed.start(), pick_device())  # one process unless launched on many
+    set_threads(cfg.train.threads, share=engine.world.local_size)
     seed_everything(cfg.train.seed)
     resume = bool(cfg.resume)
-    early = RunLog(None, quiet=quiet)
-    prep = prepare(cfg, early, splits)
+    early = RunLog(None, quiet=quiet or not engine.main)
+    prep = prepare(cfg, early, splits, engine)
     check_early_stopping_metric(cfg, prep.task)
     inputs = config_inputs(cfg)
-    rundir.check(cfg.run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
-    if resume and not overwrite:
-        check_resume(cfg, early)
+    if engine.main:  # only rank 0 touches the run directory
+        rundir.check(cfg.run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
+        if resume and not overwrite:
+            check_resume(cfg, early)
     method = get_method(cfg.method.name)
-    ready = start(prep, method, early)
+    ready = start(prep, method, early, engine)
+    if resume and not overwrite and engine.main:  # this many processes, this strategy: refused before writing
+        Checkpointer(cfg.run_dir / "checkpoints", cfg.train, method, engine=engine).check_resumable()
+    if not engine.main:
+        return TrainOutcome(cfg.run_dir, _train_and_evaluate(prep, method, ready, cfg.run_dir, early, engine))
     run_dir = rundir.prepare(cfg.run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
     with rundir.lock(run_dir):
-        rundir.atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg, reading.provenance(cfg, prep.splits),
-                                                                       relative_to=run_dir))
+        provenance = {**reading.provenance(cfg, prep.splits), "distributed": engine.summary()}
+        rundir.atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg, provenance, relative_to=run_dir))
         rundir.atomic_write_json(run_dir / "data_audit.json", prep.audit)
         with RunLog(run_dir, quiet=quiet) as log:
             log.notes[:0] = early.notes
-            result = _train_and_evaluate(prep, method, ready, run_dir, log)
+            result = _train_and_evaluate(prep, method, ready, run_dir, log, engine)
     return TrainOutcome(run_dir, result)
 
 
@@ -185,32 +205,43 @@ class Ready:
     pretrained: dict[str, Any] | None = None  # a continued run: the pretrained model, before the earlier run
 
 
-def start(prep: Prepared, method: Any, log: RunLog) -> Ready:
-    """Everything before the first step that can fail (the model, the method, the forgetting reference and
-    earlier runs); touches nothing on disk."""
+def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE) -> Ready:
+    """Everything before the first step that can fail (the model, the method, the distribution strategy, the
+    forgetting reference and earlier runs); touches nothing on disk."""
     cfg, task = prep.cfg, prep.task
-    device = pick_device()
+    device = engine.device
     dtype = autocast_dtype(cfg.train.precision, device)
     t_load = time.perf_counter()
-    model = start_model(cfg, prep.source, task, method)
-    model = method.apply(model, cfg.method, task).to(device)
+    model = method.apply(start_model(cfg, prep.source, task, method), cfg.method, task)
     if not any(p.requires_grad for p in model.parameters()):  # fit refuses too, but only once the run exists
         raise TuneforgeError("no trainable parameters: the method froze everything (check method.targets)")
+    distribute(cfg, method, model, engine)
+    if not engine.sharded:
+        model = model.to(device)  # FSDP puts each shard on its device itself
     log.note(f"loaded {cfg.model} in {time.perf_counter() - t_load:.1f}s; method {method.name}: "
              + _param_line(model))
-    for line in (task.use_reference(model, method, lambda: copy.deepcopy(model)),  # preference: the start
-                 task.prepare_model(model),  # e.g. instruction: attention kernel and packing, before compiling
-                 *optimize_for_training(model, method, device, dtype, cfg.train.compile),
-                 method.describe(model)):  # e.g. qlora: the 4-bit base's memory against bf16/fp32
+    if engine.size > 1:
+        log.note(distributed.describe(engine, cfg.train.batch_size, cfg.train.grad_accum))
+    lines = [task.use_reference(model, method, lambda: copy.deepcopy(model)),  # preference: the start
+             *optimize_for_training(model, method, device, dtype, cfg.train.compile, lean=not engine.sharded),
+             method.describe(model)]  # e.g. qlora: the 4-bit base's memory against bf16/fp32
+    if not engine.sharded:  # e.g. instruction: attention kernel and packing, before compiling
+        lines.insert(0, task.prepare_model(model))
+    model = engine.wrap(model, dtype)
+    if engine.sharded:  # its probe runs the body: through the sharded model's forward
+        lines.insert(0, engine.call(model, task.prepare_model))
+    for line in lines:
         if line:
             log.note(line)
     base = None
     if cfg.eval.base:
-        base = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype)
+        base = {name: engine.evaluate(task, model, ex, cfg.eval.batch_size, device, dtype)
                 for name, ex in _eval_sets(prep).items()}
     pretrained = pretrained_evaluation(prep, method, device, dtype) if base is not None and cfg.init_from else None
-    guard = ForgettingGuard.start(cfg, task, prep.encoded["train"], model, device, dtype, log,
-                                  previous=earlier_tasks(task))  # "before" probe, replay mix, EWC/L2
+    previous = earlier_tasks(task, engine)
+    guard = engine.call(model, lambda m: ForgettingGuard.start(  # "before" probe, replay mix, EWC/L2
+        cfg, task, prep.encoded["train"], m, device, dtype, log, previous=previous)) if engine.sharded else \
+        ForgettingGuard.start(cfg, task, prep.encoded["train"], model, device, dtype, log, previous=previous)
     return Ready(model, device, dtype, guard, base, pretrained)
 
 
@@ -227,12 +258,24 @@ def pretrained_evaluation(prep: Prepared, method: Any, device: torch.device,
     return out
 
 
-def earlier_tasks(task: Any) -> list[PreviousTask]:
+def distribute(cfg: Config, method: Any, model: torch.nn.Module, engine: Engine) -> None:
+    """Settle the engine's strategy (train.distributed on this many processes) or refuse what cannot run."""
+    strategy, why = distributed.choose(cfg.train.distributed, engine.world, method, model, engine.device)
+    problem = method.distributed_problem(strategy)
+    if problem is None and strategy == "fsdp" and (cfg.forgetting.ewc or cfg.forgetting.l2_to_base):
+        problem = ("`forgetting.ewc` / `forgetting.l2_to_base` keep a full copy of the starting weights per process, "
+                   "which FSDP exists to avoid; use train.distributed: ddp")
+    if problem:
+        raise TuneforgeError(f"train.distributed: {strategy} ({why}): {problem}")
+    engine.strategy, engine.reason = strategy, why
+
+
+def earlier_tasks(task: Any, engine: Engine = SINGLE) -> list[PreviousTask]:
     """The earlier tasks of a continued run, each with its data re-read and re-vetted from its own config
     (what the forgetting guard measures and replays), seen through this run's model."""
     out = []
     for earlier in task.earlier_runs():
-        prev = prepare(reading.read_config(Path(earlier.run)))
+        prev = prepare(reading.read_config(Path(earlier.run)), engine=engine)
         test = prev.encoded.get("test") or prev.encoded.get("validation")
         if not test:
             raise TuneforgeError(f"earlier run {earlier.run} has no test or validation data to measure forgetting on")
@@ -244,35 +287,60 @@ def _eval_sets(prep: Prepared) -> dict[str, list[Any]]:
     return {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}
 
 
-def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path, log: RunLog) -> dict[str, Any]:
+def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path, log: RunLog,
+                        engine: Engine = SINGLE) -> dict[str, Any]:
     cfg, task = prep.cfg, prep.task
     model, device, dtype, guard = ready.model, ready.device, ready.dtype, ready.guard
     results: dict[str, Any] = {"task": cfg.task, "method": method.name, "model": cfg.model}
+    if engine.size > 1:
+        results["distributed"] = {**engine.summary(), "batch_per_device": cfg.train.batch_size,
+                                  "effective_batch": engine.global_batch(cfg.train.batch_size) * cfg.train.grad_accum}
     if ready.base is not None:
         results["base"] = ready.base
     if ready.pretrained is not None:
         results["pretrained"] = ready.pretrained
     checkpointer = Checkpointer(run_dir / "checkpoints", cfg.train, method, resume=bool(cfg.resume),
-                                metrics=run_dir / "metrics.jsonl", note=log.note) \
-        if cfg.train.checkpoint_every or cfg.resume else None
+                                metrics=run_dir / "metrics.jsonl" if engine.main else None, note=log.note,
+                                engine=engine) if cfg.train.checkpoint_every or cfg.resume else None
     outcome = fit(model, guard.task, guard.train, prep.encoded.get("validation", []), cfg.train, log,
                   device, dtype, regularizer=guard.regularizer, checkpointer=checkpointer,
-                  eval_batch_size=cfg.eval.batch_size, directions=task.metrics)
+                  eval_batch_size=cfg.eval.batch_size, directions=task.metrics, engine=engine)
 
-    final = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype)
+    final = {name: engine.evaluate(task, model, ex, cfg.eval.batch_size, device, dtype)
              for name, ex in _eval_sets(prep).items()}
-    final["train"] = task.evaluate(model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size, device, dtype)
+    final["train"] = engine.evaluate(task, model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size,
+                                     device, dtype)
     results.update({"final": final, "training": _training_summary(outcome, model), "history": outcome.state.history,
                     "notes": log.notes})
-    forgetting = guard.finish(model, log)
+    forgetting, weights = None, None
+    if engine.sharded:  # every forward is collective: all ranks measure; then the weights gather on rank 0
+        forgetting = engine.call(model, lambda m: guard.finish(m, log))
+        weights = full_trainable(model)
+    elif engine.main:
+        forgetting = guard.finish(model, log)
+    distributed.done()  # the last step every rank takes: from here rank 0 works alone
+    if not engine.main:
+        return results
     if forgetting is not None:
         results["forgetting"] = forgetting
     results["diagnosis"] = diagnose(reading.read_metrics(run_dir), results, cfg)
     for line in diagnosis_lines(results["diagnosis"]):
         log.note(line)
-    save_model(model, method, prep, run_dir, results, log.note)
+    save_model(model if weights is None else consolidated(prep, method, weights), method, prep, run_dir, results,
+               log.note)
     write_outputs(run_dir, results)
     return results
+
+
+def consolidated(prep: Prepared, method: Any, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """An FSDP run's final model as one piece on rank 0's CPU: the same model and method built again, with
+    the gathered trainable weights (the frozen ones are the base's), so the method saves it as usual."""
+    model = method.apply(start_model(prep.cfg, prep.source, prep.task, method), prep.cfg.method, prep.task)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    return model
 
 
 def _training_summary(outcome: Any, model: torch.nn.Module) -> dict[str, Any]:

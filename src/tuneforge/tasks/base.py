@@ -89,6 +89,9 @@ class Task(ABC):
     generates: ClassVar[bool] = False  # answers prompts (chat, predict --prompt) instead of labelling texts
     pipeline_tag: ClassVar[str] = "text-classification"  # what transformers.pipeline() and the Hub call the task
     objectives: ClassVar[tuple[str, ...]] = ()  # the losses train.objective may pick (first: the default)
+    # evaluate = merge_shards of evaluate_shard over parts of a split: a distributed run evaluates a share of
+    # the examples on each process and gathers the parts (False: every process evaluates the whole split)
+    shards_evaluation: ClassVar[bool] = False
 
     notes: list[str]  # what encoding found worth telling (truncation, ...), for the run log
 
@@ -243,6 +246,12 @@ class Task(ABC):
         """Real (non-padding) tokens of a collated batch, for tokens/s."""
         return batch["n_real"]
 
+    @staticmethod
+    def loss_units(batch: dict[str, Any]) -> int | None:
+        """What `loss` averages over in this batch, when it is not its examples (e.g. supervised tokens): a
+        distributed run weights each rank's loss by its share of these, summed over the ranks (None: examples)."""
+        return None
+
     # ------------------------------------------------------------------ results
     @abstractmethod
     def evaluate(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
@@ -253,6 +262,16 @@ class Task(ABC):
     def predict(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
                 dtype: torch.dtype | None) -> list[dict[str, Any]]:
         """One JSON-ready row per example, in input order."""
+
+    def evaluate_shard(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+                       dtype: torch.dtype | None) -> Any:
+        """What `merge_shards` needs of one contiguous part of a split: per-example results, small and
+        picklable (a task that sets shards_evaluation implements both)."""
+        raise NotImplementedError(f"{type(self).__name__} evaluates whole splits only")
+
+    def merge_shards(self, shards: list[Any], examples: list[Any]) -> dict[str, Any]:
+        """evaluate's metrics on `examples` from its parts' `evaluate_shard` results, in order."""
+        raise NotImplementedError(f"{type(self).__name__} evaluates whole splits only")
 
     # ------------------------------------------------------------------ the forgetting guard's questions
     def forgetting_probe(self, ref: "Reference", cfg: "Config", device: torch.device,

@@ -108,6 +108,7 @@ class ClassificationTask(TextTask):
     primary_metric = "accuracy"
     curve_metric = "f1_macro"
     metrics = CLASSIFICATION_DIRECTIONS  # `n` (a count) is computed too, but is no metric
+    shards_evaluation = True
 
     def __init__(self, tokenizer: Any, labels: list[str], text_col: str, label_col: str,
                  max_length: int, multi_label: bool = False, label_smoothing: float = 0.0):
@@ -210,10 +211,15 @@ class ClassificationTask(TextTask):
             return F.binary_cross_entropy_with_logits(logits, batch["labels"])
         return F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None) -> dict[str, Any]:
         """Loss and every metric on `examples` (model left in train mode afterwards if it was)."""
+        return self.merge_shards([self.evaluate_shard(model, examples, batch_size, device, dtype)], examples)
+
+    @torch.no_grad()
+    def evaluate_shard(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                       dtype: torch.dtype | None) -> dict[str, Any]:
+        """Summed loss, predictions and true labels of `examples` (one process's part of a split)."""
         was_training = model.training
         model.eval()
         total, preds, truth = 0.0, [], []
@@ -225,10 +231,15 @@ class ClassificationTask(TextTask):
             preds.append(self._decide(logits).cpu())
             truth.append(batch["labels"].cpu())
         model.train(was_training)
-        y_true = torch.cat(truth).long().numpy()
-        y_pred = torch.cat(preds).numpy()
+        empty = torch.zeros((0, len(self.labels)) if self.multi_label else (0,), dtype=torch.long)
+        return {"loss_sum": total, "pred": torch.cat(preds).numpy() if preds else empty.numpy(),
+                "true": torch.cat(truth).long().numpy() if truth else empty.numpy()}
+
+    def merge_shards(self, shards: list[dict[str, Any]], examples: list[Example]) -> dict[str, Any]:
+        y_true = np.concatenate([s["true"] for s in shards])
+        y_pred = np.concatenate([s["pred"] for s in shards])
         metrics = classification_metrics(y_true, y_pred, self.labels)
-        metrics["loss"] = total / max(len(examples), 1)
+        metrics["loss"] = sum(s["loss_sum"] for s in shards) / max(len(examples), 1)
         return metrics
 
     def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -10,6 +10,12 @@ One checkpoint is a directory `checkpoints/step-N/`:
                             eval history), optimizer hyper-parameters, LR scheduler, python/numpy RNG, the
                             train config, and the size and sha256 of every file above (written last)
 
+Several processes (training/distributed.py): rank 0 writes the directory, with every rank's random state
+(`rng_others` beside rank 0's `rng`); under FSDP the trainable weights and optimizer state are sharded: every rank
+writes its shards into `sharded/` (training/fsdp.py) and rank 0 checksums them with the rest. A run resumes
+on another number of processes when batch_size × processes (the global batch, and so the batch order) stays
+the same; a checkpoint of one process or DDP does not resume under FSDP.
+
 It is written into `checkpoints/.tmp-step-N-*`, every file fsynced, then renamed into place, so a
 `step-N/` directory is complete or absent. A run killed at any instant resumes from the newest one
 whose files all match the sizes and checksums recorded in state.json; one that does not (truncated or
@@ -20,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import hashlib
 import json
 import os
 import re
@@ -37,15 +41,17 @@ import torch
 from ..config import TrainConfig
 from ..errors import TuneforgeError
 from .device import rng_state, set_rng_state
+from .distributed import SINGLE, Engine
+from .fsdp import SHARDED, load_sharded, save_sharded
 from .loop import LoopState
+from .ckptfiles import (FORMAT, STATE_JSON, TMP_PREFIX, _fsync_dir, _load_tensors, _replace_dir, _save_tensors,
+                        _write_synced, damage, file_sha256, is_complete, truncate_metrics, write_failure)
 from .treecodec import decode, encode
 
-FORMAT = 1
+__all__ = ["Checkpointer", "Resumed", "damage", "is_complete", "truncate_metrics", "write_failure"]
 STEP_DIR = re.compile(r"^step-(\d+)$")
-TMP_PREFIX = ".tmp-"
-STATE_JSON, STATE_TENSORS = "state.json", "state.safetensors"
+STATE_TENSORS = "state.safetensors"
 TRAINABLE, BEST = "trainable.safetensors", "best.safetensors"
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass
@@ -65,9 +71,9 @@ class Checkpointer:
     """Saves and restores checkpoints under `dir`; `note` tells the user what happened."""
 
     def __init__(self, directory: Path, cfg: TrainConfig, method: Any, resume: bool = False,
-                 metrics: Path | None = None, note: Callable[[str], None] = _stderr):
+                 metrics: Path | None = None, note: Callable[[str], None] = _stderr, engine: Engine = SINGLE):
         self.dir, self.cfg, self.method = Path(directory), cfg, method
-        self.resume, self.metrics, self.note = resume, metrics, note
+        self.resume, self.metrics, self.note, self.engine = resume, metrics, note, engine
         self._best_file: tuple[int, Path] | None = None  # (best_step, a file on disk holding those weights)
 
     # ------------------------------------------------------------------ when
@@ -79,41 +85,70 @@ class Checkpointer:
     # ------------------------------------------------------------------ save
     def save(self, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: LoopState, is_best: bool,
              best_weights: dict[str, torch.Tensor] | None = None) -> Path:
-        """Write `step-N/` atomically, then prune old checkpoints; disk errors become a TuneforgeError."""
-        final = self.dir / f"step-{state.step}"
+        """Write `step-N/` atomically, then prune old checkpoints; disk errors become a TuneforgeError.
+        Collective on several processes (every rank calls it; rank 0 writes, FSDP ranks write their shards)."""
+        final, engine = self.dir / f"step-{state.step}", self.engine
+        rngs = engine.gather(rng_state())  # each rank's own stream (dropout masks differ per rank)
+        best = best_weights if best_weights is not None and not is_best and state.best_step != state.step else None
         tmp: Path | None = None
+        files: dict[str, int] = {}
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f"{TMP_PREFIX}step-{state.step}-"))
-            files = {TRAINABLE: _save_tensors(trainable_state(model), tmp / TRAINABLE, state.step)}
-            if best_weights is not None and not is_best and state.best_step != state.step:
-                files[BEST] = self._save_best(best_weights, tmp / BEST, state.best_step)
-            tree = {"loop": dataclasses.asdict(state), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng_state()}
-            tensors: dict[str, torch.Tensor] = {}
-            encoded = encode(tree, tensors, "")
-            files[STATE_TENSORS] = _save_tensors(tensors, tmp / STATE_TENSORS, state.step)
-            meta = {"format": FORMAT, "step": state.step, "epoch": state.epoch, "micro": state.micro,
-                    "best_step": state.best_step, "method": getattr(self.method, "name", None),
-                    "train_config": dataclasses.asdict(self.cfg), "files": files,
-                    "sha256": {name: file_sha256(tmp / name) for name in files}, "state": encoded}
-            _write_synced(tmp / STATE_JSON, (json.dumps(meta) + "\n").encode("utf-8"))
-            _fsync_dir(tmp)
-            _replace_dir(tmp, final)
-            _fsync_dir(self.dir)
+            tmp = Path(engine.on_main(lambda: self._new_tmp(state.step)))
+            shards = save_sharded(tmp / SHARDED, model, optimizer, best) if engine.sharded else None
+            if engine.main:
+                files = self._write(tmp, model, optimizer, scheduler, state, best, rngs, shards)
+                _replace_dir(tmp, final)
+                _fsync_dir(self.dir)
         except BaseException as e:
-            if tmp is not None:
+            if tmp is not None and engine.main:
                 shutil.rmtree(tmp, ignore_errors=True)
             why = write_failure(e)
             if why is None:
                 raise
             raise self._disk_error(why, state.step) from None
+        if not engine.main:
+            return final
         if BEST in files:
             self._best_file = (state.best_step, final / BEST)
-        elif state.best_step == state.step:
+        elif state.best_step == state.step and TRAINABLE in files:
             self._best_file = (state.step, final / TRAINABLE)
         self._prune(state.best_step)
         return final
+
+    def _new_tmp(self, step: int) -> str:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkdtemp(dir=self.dir, prefix=f"{TMP_PREFIX}step-{step}-")
+
+    def _write(self, tmp: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: LoopState,
+               best: dict[str, torch.Tensor] | None, rngs: list[Any], shards: Any) -> dict[str, int]:
+        """Rank 0's part: the weights (unless sharded), the state tree, and state.json last."""
+        files: dict[str, int] = {}
+        tree: dict[str, Any] = {"loop": dataclasses.asdict(state)}
+        if shards is None:
+            files[TRAINABLE] = _save_tensors(trainable_state(model), tmp / TRAINABLE, state.step)
+            if best is not None:
+                files[BEST] = self._save_best(best, tmp / BEST, state.best_step)
+            tree["optimizer"] = optimizer.state_dict()
+        else:
+            files.update({f"{SHARDED}/{p.name}": p.stat().st_size for p in sorted((tmp / SHARDED).iterdir())})
+        tree.update({"scheduler": scheduler.state_dict(), "rng": rngs[0]})
+        if len(rngs) > 1:
+            tree["rng_others"] = rngs[1:]  # ranks 1, 2, ...
+        tensors: dict[str, torch.Tensor] = {}
+        encoded = encode(tree, tensors, "")
+        files[STATE_TENSORS] = _save_tensors(tensors, tmp / STATE_TENSORS, state.step)
+        meta = {"format": FORMAT, "step": state.step, "epoch": state.epoch, "micro": state.micro,
+                "best_step": state.best_step, "method": getattr(self.method, "name", None),
+                "train_config": dataclasses.asdict(self.cfg), "files": files,
+                "sha256": {name: file_sha256(tmp / name) for name in files}, "state": encoded,
+                "layout": "replicated" if shards is None else "sharded", "strategy": self.engine.strategy,
+                "world_size": self.engine.size, "global_batch": self.engine.global_batch(self.cfg.batch_size)}
+        if shards is not None:
+            meta.update({"optimizer_shards": shards, "has_best": best is not None})
+        _write_synced(tmp / STATE_JSON, (json.dumps(meta) + "\n").encode("utf-8"))
+        _fsync_dir(tmp / SHARDED)
+        _fsync_dir(tmp)
+        return files
 
     def _save_best(self, best: dict[str, torch.Tensor], path: Path, best_step: int) -> int:
         """Hard-link the best weights from the checkpoint that already holds them; write them otherwise."""
@@ -168,10 +203,29 @@ class Checkpointer:
         """On resume, load the newest complete checkpoint into model/optimizer/scheduler/RNG.
 
         Also cuts metrics.jsonl back to the checkpoint's step, so lines logged after it (by the killed
-        process) are not duplicated. Returns None when starting from step 0.
+        process) are not duplicated. Returns None when starting from step 0. On several processes rank 0
+        picks the checkpoint (setting damaged ones aside) and every rank loads it from the shared run directory.
         """
         if not self.resume:
             return None
+        choice = self.engine.on_main(self._choose)
+        if choice is None:
+            return None
+        step, path = choice[0], Path(choice[1])
+        if not (path / STATE_JSON).is_file():
+            raise TuneforgeError(f"process rank {self.engine.world.rank} cannot read {path}: resuming on several "
+                                 "machines needs the run directory on a filesystem they all mount")
+        # A complete checkpoint that does not load is an error, not a silent fresh start: it usually
+        # means the model or method changed since, and the user must decide.
+        resumed = self._load(path, model, optimizer, scheduler)
+        if self.engine.main:
+            truncate_metrics(self.metrics, step)
+        s = resumed.state
+        self.note(f"resumed from {path} (step {s.step}, epoch {s.epoch + 1}, batch {s.micro} of the epoch)")
+        return resumed
+
+    def _choose(self) -> tuple[int, str] | None:
+        """Rank 0: sweep leftovers and pick the newest good checkpoint (None: start from step 0)."""
         self.sweep()
         newest = self._newest_good()
         if newest is None:
@@ -179,14 +233,7 @@ class Checkpointer:
             hint = "" if self.cfg.checkpoint_every else " (set train.checkpoint_every to write checkpoints)"
             self.note(f"resume: no complete checkpoint in {self.dir}{hint}; starting from step 0")
             return None
-        step, path = newest
-        # A complete checkpoint that does not load is an error, not a silent fresh start: it usually
-        # means the model or method changed since, and the user must decide.
-        resumed = self._load(path, model, optimizer, scheduler)
-        truncate_metrics(self.metrics, step)
-        s = resumed.state
-        self.note(f"resumed from {path} (step {s.step}, epoch {s.epoch + 1}, batch {s.micro} of the epoch)")
-        return resumed
+        return newest[0], str(newest[1])
 
     def _newest_good(self) -> tuple[int, Path] | None:
         """(step, path) of the newest checkpoint whose files match their recorded sizes and checksums.
@@ -211,16 +258,22 @@ class Checkpointer:
         meta = json.loads((path / STATE_JSON).read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
             raise TuneforgeError(f"format {meta.get('format')} is not {FORMAT}")
+        self._check_world(meta, path)
         params = dict(trainable_named(model))
-        weights = _load_tensors(path / TRAINABLE)
-        _check_match(weights, params, path)
         tree = decode(meta["state"], _load_tensors(path / STATE_TENSORS))
-        best = _load_tensors(path / BEST) if (path / BEST).exists() else None
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(weights[name])
+        if meta.get("layout") == "sharded":
+            best = load_sharded(path / SHARDED, model, optimizer, meta["optimizer_shards"], meta.get("has_best", False))
+            weights = {n: p.detach().clone() for n, p in params.items()}
+        else:
+            weights = _load_tensors(path / TRAINABLE)
+            _check_match(weights, params, path)
+            best = _load_tensors(path / BEST) if (path / BEST).exists() else None
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(weights[name])
         try:
-            optimizer.load_state_dict(tree["optimizer"])
+            if "optimizer" in tree:
+                optimizer.load_state_dict(tree["optimizer"])
             scheduler.load_state_dict(tree["scheduler"])
         except (ValueError, KeyError, RuntimeError) as e:
             raise TuneforgeError(f"optimizer state does not fit this model ({e})") from None
@@ -230,13 +283,52 @@ class Checkpointer:
         if best is not None:
             _check_match(best, params, path)
             best = {n: best[n].to(p.device) for n, p in params.items()}
-        self._note_config_changes(meta.get("train_config", {}))
-        set_rng_state(tree["rng"])  # last: nothing after this may consume randomness
+        self._note_config_changes(meta.get("train_config", {}), meta)
+        rng = self._own_rng(tree, meta)
+        if rng is not None:
+            set_rng_state(rng)  # last: nothing after this may consume randomness
         return Resumed(state, best, path)
 
-    def _note_config_changes(self, saved: dict[str, Any]) -> None:
+    def check_resumable(self) -> None:
+        """Refuse, before anything is written, what the newest checkpoint cannot continue as on this world."""
+        done = self.complete()
+        if done:
+            self._check_world(json.loads((done[-1][1] / STATE_JSON).read_text(encoding="utf-8")), done[-1][1],
+                              quiet=True)
+
+    def _check_world(self, meta: dict[str, Any], path: Path, quiet: bool = False) -> None:
+        """Refuse what cannot continue on this many processes: an unsharded checkpoint under FSDP, or another
+        global batch (batch_size × processes), which would be another batch order."""
+        then, now = meta.get("world_size", 1), self.engine.size
+        if meta.get("layout", "replicated") == "replicated" and self.engine.sharded:
+            raise TuneforgeError(f"{path} was written by {then} process{'es' if then > 1 else ''} without FSDP and "
+                                 "FSDP loads only its own sharded checkpoints; resume with train.distributed: ddp")
+        before = meta.get("global_batch") or meta.get("train_config", {}).get("batch_size", 0) * then
+        if then == now or before == self.engine.global_batch(self.cfg.batch_size):
+            if then != now and not quiet:
+                self.note(f"resume: {path.name} was written by {then} processes, continuing on {now} with the same "
+                          f"global batch ({before}): the same batch order; dropout's random streams start afresh")
+            return
+        fix = (f"set train.batch_size={before // now} so that batch_size × {now} processes = {before}"
+               if before % now == 0 else f"resume on a number of processes that divides {before}")
+        raise TuneforgeError(f"{path} was written by {then} process{'es' if then > 1 else ''} with a global batch of "
+                             f"{before} and would continue with {self.engine.global_batch(self.cfg.batch_size)}, "
+                             f"another batch order; {fix}")
+
+    def _own_rng(self, tree: dict[str, Any], meta: dict[str, Any]) -> Any:
+        """This rank's saved random state: its own when the world is the same size, rank 0's for rank 0 and
+        none for the others when it is not (their streams stay as seeded)."""
+        if self.engine.main:
+            return tree["rng"]
+        others = tree.get("rng_others") or []
+        return others[self.engine.world.rank - 1] if len(others) + 1 == self.engine.size else None
+
+    def _note_config_changes(self, saved: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
         now = dataclasses.asdict(self.cfg)
-        changed = [k for k in now if k not in ("threads", "keep_checkpoints") and k in saved and saved[k] != now[k]]
+        same = {"threads", "keep_checkpoints", "distributed"}
+        if meta and meta.get("global_batch") == self.engine.global_batch(self.cfg.batch_size):
+            same.add("batch_size")  # another number of processes with the same global batch
+        changed = [k for k in now if k not in same and k in saved and saved[k] != now[k]]
         for k in changed:
             self.note(f"train.{k} changed since the checkpoint ({saved[k]!r} → {now[k]!r}): "
                       "the resumed run will not match an uninterrupted one")
@@ -268,140 +360,3 @@ def _loop_state(values: dict[str, Any]) -> LoopState:
     """LoopState from a checkpoint; fields added since then keep their defaults."""
     names = {f.name for f in dataclasses.fields(LoopState)}
     return LoopState(**{k: v for k, v in values.items() if k in names})
-
-
-# ---------------------------------------------------------------- files
-
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, step: int) -> int:
-    from safetensors import torch as st
-
-    flat = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
-    st.save_file(flat, str(path), metadata={"step": str(step), "format": str(FORMAT)})
-    _fsync_file(path)
-    return path.stat().st_size
-
-
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise TuneforgeError(f"cannot read {path} ({e})") from None
-
-
-def is_complete(path: Path) -> bool:
-    """state.json parses and every file it lists exists with the recorded size (cheap: no file is read)."""
-    try:
-        meta = json.loads((path / STATE_JSON).read_text(encoding="utf-8"))
-        files = meta["files"]
-        return all((path / name).stat().st_size == size for name, size in files.items())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-
-
-def damage(path: Path) -> str | None:
-    """What is wrong with a checkpoint, or None: state.json must parse and every file it lists must have
-    the recorded size and sha256 (checkpoints written before checksums were stored are checked by size)."""
-    if not (path / STATE_JSON).is_file():
-        return f"{STATE_JSON} is missing"
-    try:
-        meta = json.loads((path / STATE_JSON).read_text(encoding="utf-8"))
-        files, sums = meta["files"], meta.get("sha256", {})
-        for name, size in files.items():
-            if not (path / name).is_file():
-                return f"{name} is missing"
-            actual = (path / name).stat().st_size
-            if actual != size:
-                return f"{name} has {actual} bytes, state.json records {size}: truncated or overwritten"
-            if name in sums and file_sha256(path / name) != sums[name]:
-                return f"{name} does not match the sha256 recorded in state.json: corrupted"
-    except OSError as e:
-        return f"cannot read it: {e.strerror or e}"
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return f"{STATE_JSON} does not parse"
-    return None
-
-
-# The cost, measured on 2 busy CPU cores (hashlib's sha256 uses the CPU's SHA extensions, ~0.7 GB/s from
-# the page cache): a full fine-tuning checkpoint of MiniLM (260 MiB: weights + Adam moments) took 0.65 s
-# to save, 0.34 s of it hashing; SmolLM2-135M's (1.6 GB) would take ~2.3 s more. zlib.crc32 hashed the
-# same files in 60% of the time, but sha256 can be checked by hand (sha256sum) and is the usual choice.
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_failure(e: BaseException) -> str | None:
-    """Why a write failed, for an OSError or the SafetensorError in which safetensors wraps one
-    ("I/O error: No space left on device (os error 28)"); None when `e` is no write failure (a bug)."""
-    from safetensors import SafetensorError
-
-    if isinstance(e, OSError):
-        code = e.errno
-    elif isinstance(e, SafetensorError) and (m := re.search(r"\(os error (\d+)\)", str(e))):
-        code = int(m.group(1))
-    else:
-        return None
-    if code in DISK_FULL:
-        return "disk full"
-    return os.strerror(code) if code else str(e)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry durable (a directory fsync; a no-op where unsupported)."""
-    with contextlib.suppress(OSError):
-        _fsync_file(path)
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Rename `tmp` to `final`; an existing `final` (a stale save of the same step) is moved aside first."""
-    if final.exists():
-        aside = final.with_name(f"{TMP_PREFIX}old-{final.name}")
-        shutil.rmtree(aside, ignore_errors=True)
-        os.replace(final, aside)
-        os.replace(tmp, final)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
-def truncate_metrics(path: Path | None, step: int) -> None:
-    """Cut metrics.jsonl after the last line with step <= `step` (and any torn last line), in place,
-    so an open append handle keeps working."""
-    if path is None or not path.exists():
-        return
-    data = path.read_bytes()
-    keep = 0
-    for line in data.splitlines(keepends=True):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            break
-        if not line.endswith(b"\n") or not isinstance(row, dict) or row.get("step", 0) > step:
-            break
-        keep += len(line)
-    if keep != len(data):
-        with open(path, "r+b") as f:
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())

@@ -47,8 +47,9 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager[
     return torch.autocast(device.type, dtype=dtype)
 
 
-def set_threads(threads: int | None) -> None:
-    n = threads or len(os.sched_getaffinity(0))
+def set_threads(threads: int | None, share: int = 1) -> None:
+    """`threads`, or this process's share of the cores (`share` processes of a distributed run per machine)."""
+    n = threads or max(1, len(os.sched_getaffinity(0)) // share)
     torch.set_num_threads(n)
 
 

@@ -5,7 +5,8 @@ accumulation and clipping, a NaN/inf guard, an out-of-memory fallback that halve
 logging to metrics.jsonl + TensorBoard with a progress bar. Evaluation, early stopping and the best
 weights live in training/validation.py; checkpoints in training/checkpoint.py.
 Everything that makes a step reproducible (batch order, RNG) derives from (seed, epoch, position),
-so a checkpoint holding the LoopState resumes exactly.
+so a checkpoint holding the LoopState resumes exactly. On several processes (training/distributed.py) the
+batch order is that of the global batch and each rank trains on its share of every batch.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig
 from ..errors import TuneforgeError
 from .device import autocast, seed_everything
+from .distributed import SINGLE, Engine
 from .runlog import RunLog
 from .validation import Validation
 
@@ -32,6 +34,7 @@ class Trainable(Protocol):
     def collate(self, examples: list[Any], idx: list[int], device: torch.device) -> dict[str, torch.Tensor]: ...
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
     def tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+    def loss_units(self, batch: dict[str, torch.Tensor]) -> int | None: ...
     def evaluate(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None) -> dict[str, Any]: ...
 
@@ -92,29 +95,34 @@ def make_scheduler(optimizer: torch.optim.Optimizer, plan: Plan, cfg: TrainConfi
 
 def accumulate(model: nn.Module, task: Trainable, train: list[Any], group: list[list[int]], device: torch.device,
                dtype: torch.dtype | None, regularizer: Callable[[], torch.Tensor] | None,
-               split: int = 1) -> tuple[torch.Tensor, int]:
+               split: int = 1, engine: Engine = SINGLE) -> tuple[torch.Tensor, int]:
     """Forward and backward over one optimizer step's micro-batches; returns (mean loss, real tokens).
 
     The loss stays a tensor on the device (reading it would stall the queue of launched kernels; the loop
     reads it once per step, together with the gradient norm). After an out-of-memory each micro-batch is
     cut into `split` pieces, each weighted by its share of the examples: the gradient stays that of the
-    whole micro-batch (exactly so for per-example mean losses).
+    whole micro-batch (exactly so for per-example mean losses). On several processes each global batch is
+    cut the same way into the ranks' shares (`engine.shard`), and the loss is this rank's weighted part.
     """
     step_loss, step_tokens = torch.zeros((), device=device), 0
-    for idx in group:
-        size = -(-len(idx) // split)
-        for start in range(0, len(idx), size):
-            piece = idx[start:start + size]
+    for k, idx in enumerate(group):
+        mine, weight = engine.shard(idx)  # all of idx at weight 1.0 on one process
+        size = -(-len(mine) // split)
+        for start in range(0, len(mine), size):
+            piece = mine[start:start + size]
             batch = task.collate(train, piece, device)
-            with autocast(device, dtype):
-                loss = task.loss(model, batch)
-            if regularizer is not None:
-                loss = loss + regularizer()
-            share = len(piece) / len(idx)  # 1.0 unless split: then the arithmetic is exactly as before
-            scaled = loss / len(group)
-            (scaled if share == 1.0 else scaled * share).backward()
+            # 1.0 unless split or sharded: then exactly as before; sharded, by units when the loss has its own
+            share = len(piece) / len(mine) * weight if engine.size == 1 else \
+                engine.share(task.loss_units(batch), weight)
+            with engine.accumulating(last=k == len(group) - 1 and start + size >= len(mine)):
+                with autocast(device, dtype):
+                    loss = engine.loss(task, model, batch)
+                if regularizer is not None:
+                    loss = loss + regularizer()
+                scaled = loss / len(group)
+                (scaled if share == 1.0 else scaled * share).backward()
             step_loss += loss.detach().float() / len(group) * share
-            step_tokens += int(task.tokens(batch))
+            step_tokens += int(task.tokens(batch)) if weight else 0
     return step_loss, step_tokens
 
 
@@ -161,34 +169,36 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
         device: torch.device, dtype: torch.dtype | None,
         regularizer: Callable[[], torch.Tensor] | None = None,
         checkpointer: Any | None = None, eval_batch_size: int = 64,
-        directions: dict[str, str] | None = None) -> FitResult:
+        directions: dict[str, str] | None = None, engine: Engine = SINGLE) -> FitResult:
     """Train `model` on `train` (task examples), evaluating on `val`; returns the final loop state.
 
-    `directions` (metric -> "min"/"max", the task's declared metrics) sets early stopping's mode: auto."""
+    `directions` (metric -> "min"/"max", the task's declared metrics) sets early stopping's mode: auto.
+    `engine`: the process's part in a distributed run (`model` is then the model it wrapped)."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
         raise TuneforgeError("no trainable parameters: the method froze everything (check method.targets)")
-    plan = make_plan(len(task.batches(train, cfg.batch_size)), cfg)
+    batch = engine.global_batch(cfg.batch_size)  # cfg.batch_size on one process
+    plan = make_plan(len(task.batches(train, batch)), cfg)
     optimizer = make_optimizer(params, cfg)
     scheduler = make_scheduler(optimizer, plan, cfg)
     state = LoopState()
-    validation = Validation(task, val, cfg, log, device, dtype, eval_batch_size, params, directions)
-    seed_everything(cfg.seed)
+    validation = Validation(task, val, cfg, log, device, dtype, eval_batch_size, params, directions, engine)
+    seed_everything(cfg.seed + engine.world.rank)  # each rank its own dropout stream
     if checkpointer is not None:  # exact resume: weights, optimizer, scheduler, RNG, LoopState, best weights
         resumed = checkpointer.restore(model, optimizer, scheduler)
         if resumed is not None:
             state, validation.best_weights = resumed.state, resumed.best_weights
             log.restart_at(state.step)
     model.train()
-    meter = Meter(plan.total_steps, state.step, log)
+    meter = Meter(plan.total_steps, state.step, log, show=engine.main)
     t0 = time.perf_counter()
     while state.step < plan.total_steps and not state.stop_reason:
         # The epoch's batch order depends only on (seed, epoch): a resumed run sees the same batches.
-        order = task.batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
+        order = task.batches(train, batch, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
         while state.micro < len(order) and state.step < plan.total_steps:
             group = order[state.micro:state.micro + cfg.grad_accum]
             loss_t, step_tokens = forward_backward(model, task, train, group, device, dtype, regularizer, state,
-                                                   cfg, log, optimizer)
+                                                   cfg, log, optimizer, engine)
             state.micro += len(group)
             step_loss, grad_norm = step(params, optimizer, scheduler, loss_t, state, cfg, log, checkpointer)
             stepped = step_loss is not None
@@ -218,15 +228,24 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
 def forward_backward(model: nn.Module, task: Trainable, train: list[Any], group: list[list[int]],
                      device: torch.device, dtype: torch.dtype | None,
                      regularizer: Callable[[], torch.Tensor] | None, state: LoopState, cfg: TrainConfig,
-                     log: RunLog, optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, int]:
+                     log: RunLog, optimizer: torch.optim.Optimizer,
+                     engine: Engine = SINGLE) -> tuple[torch.Tensor, int]:
     """`accumulate` over one optimizer step's micro-batches; after an out-of-memory, again with each
-    micro-batch cut in two (the effective batch stays the same), until it fits or a micro-batch is 1."""
+    micro-batch cut in two (the effective batch stays the same), until it fits or a micro-batch is 1.
+    Returns the whole step's loss and tokens (summed over the ranks of a distributed run)."""
     while True:
         try:
-            return accumulate(model, task, train, group, device, dtype, regularizer, state.micro_split)
+            loss, tokens = accumulate(model, task, train, group, device, dtype, regularizer, state.micro_split,
+                                      engine)
+            return engine.step_totals(loss, tokens)
         except RuntimeError as e:  # torch.cuda.OutOfMemoryError is a RuntimeError too
             if not is_oom(e):
                 raise
+            if engine.size > 1:  # every rank would have to cut its batches alike, mid-step: one retrying alone hangs
+                raise TuneforgeError(f"out of memory at step {state.step + 1} on process rank {engine.world.rank} "
+                                     f"with {cfg.batch_size} examples per device; lower train.batch_size (raise "
+                                     "train.grad_accum to keep the effective batch) or use train.distributed: fsdp") \
+                    from None
         optimizer.zero_grad(set_to_none=True)  # outside `except`: its frames hold the big tensors
         state.micro_split = halve_micro_batch(state.micro_split, cfg, state.step + 1, log, device)
 
@@ -238,7 +257,7 @@ def step(params: list[tuple[str, nn.Parameter]], optimizer: torch.optim.Optimize
     when the batch was skipped (train.nan_policy: skip). A fault beyond the skips allowed is an error."""
     # The NaN/inf guard looks at the gradients too: a finite loss can still give inf gradients.
     # (max_norm=inf clips nothing: the clip factor clamps to exactly 1.0; a faulty step is zeroed below.)
-    norm = torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf)
+    norm = Engine.local(torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf))
     step_loss, grad_norm = torch.stack([loss_t, norm.to(loss_t)]).tolist()  # the step's one sync
     fault = numeric_fault(step_loss, grad_norm)
     if fault:
@@ -263,9 +282,10 @@ def step(params: list[tuple[str, nn.Parameter]], optimizer: torch.optim.Optimize
 class Meter:
     """The progress bar and the logged training rows: mean loss since the last row, tokens/s, lr, grad norm."""
 
-    def __init__(self, total: int, done: int, log: RunLog):
+    def __init__(self, total: int, done: int, log: RunLog, show: bool = True):
         self.log = log
-        self.bar = tqdm(total=total, initial=done, desc="train", unit="step", dynamic_ncols=True, disable=None)
+        self.bar = tqdm(total=total, initial=done, desc="train", unit="step", dynamic_ncols=True,
+                        disable=None if show else True)
         self.tokens, self.t0 = 0, time.perf_counter()
 
     def step(self, state: LoopState, epoch: float, loss: float, grad_norm: float, tokens: int, lr: float,

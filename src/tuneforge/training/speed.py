@@ -77,12 +77,14 @@ def should_compile(setting: str, device: torch.device) -> bool:
 
 
 def optimize_for_training(model: nn.Module, method: Any, device: torch.device, dtype: torch.dtype | None,
-                          compile_setting: str = "auto") -> list[str]:
-    """Apply the levers that fit this method and device; returns one note per lever applied."""
+                          compile_setting: str = "auto", lean: bool = True) -> list[str]:
+    """Apply the levers that fit this method and device; returns one note per lever applied. `lean=False`
+    keeps frozen weights in their dtype (FSDP2 all-gathers each block's parameters in one dtype, and casts
+    them itself under a MixedPrecisionPolicy)."""
     notes = []
     if dtype is not None and lean_lora_inputs(model):
         notes.append("speed: LoRA inputs stay in the autocast dtype (no fp32 round trip per layer)")
-    if method.frozen_base and device.type == "cuda":
+    if method.frozen_base and device.type == "cuda" and lean:
         saved = lean_frozen_weights(model, dtype)
         if saved:
             notes.append(f"speed: frozen base weights stored in {str(dtype).split('.')[-1]} "

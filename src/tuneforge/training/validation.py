@@ -14,6 +14,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import TuneforgeError
+from .distributed import SINGLE, Engine
 from .runlog import RunLog
 
 COUNTS = ("val_n", "val_tokens")  # sizes of the validation set, not metrics to stop on
@@ -41,8 +42,8 @@ class Validation:
 
     def __init__(self, task: Any, val: list[Any], cfg: TrainConfig, log: RunLog, device: torch.device,
                  dtype: torch.dtype | None, batch_size: int, params: list[tuple[str, nn.Parameter]],
-                 directions: dict[str, str] | None = None):
-        self.task, self.val, self.cfg, self.log = task, val, cfg, log
+                 directions: dict[str, str] | None = None, engine: Engine = SINGLE):
+        self.task, self.val, self.cfg, self.log, self.engine = task, val, cfg, log, engine
         self.device, self.dtype, self.batch_size, self.params = device, dtype, batch_size, params
         self.es = cfg.early_stopping
         self.mode = metric_mode(self.es.metric, self.es.mode, directions)
@@ -59,7 +60,7 @@ class Validation:
 
     def run(self, model: nn.Module, state: Any, epoch: float, train_loss: float | None) -> None:
         """Evaluate, log, record in state.history, and update the best metric / early-stopping counters."""
-        metrics = self.task.evaluate(model, self.val, self.batch_size, self.device, self.dtype)
+        metrics = self.engine.evaluate(self.task, model, self.val, self.batch_size, self.device, self.dtype)
         record = {"step": state.step, "epoch": epoch, "train_loss": train_loss,
                   **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
         state.history.append(record)

@@ -1,6 +1,6 @@
 """The instruction task: chat-formatted causal-LM fine-tuning with a loss mask, and generation.
 
-Records become conversations and token ids with labels (formatting.py). Batches are packed into shared rows
+Records become conversations (formatting.py) and token ids with labels (conversations.py). Batches are packed into shared rows
 (data.packing: true) or length-bucketed and right-padded (false), so little goes to padding either way;
 the loss runs the body, then the lm_head only on supervised positions (lm.py). `auto` packs only for
 flash-attention kernels, which attend within each packed example; sdpa and eager attend over the whole row
@@ -28,10 +28,10 @@ from ...models.anatomy import body_and_head, model_config
 from ...training.device import autocast, prefer_eager_attention
 from ..base import Task, batch_indices
 from ..continued import continue_lm, earlier_formatting, formatting_notes
+from .conversations import Conversations
 from .formatting import fit_window  # noqa: F401  (tests import it from here)
-from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, Window, chat_messages, conversation_pieces,
-                         detect_format, layout_notes, pair_messages, stop_token_ids, template_with_system,
-                         text_field, window_begin)
+from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, detect_format, layout_notes, stop_token_ids,
+                         template_with_system, text_field)
 from .lm import IGNORE, chunked_cross_entropy, pack_rows, packing_probe, supervised_positions, unpack
 
 if TYPE_CHECKING:
@@ -59,10 +59,11 @@ class Example:
     question: str = ""                   # the last user message, for eval.json samples
 
 
-class InstructionTask(Task):
+class InstructionTask(Conversations, Task):
     name = "instruction"
     peft_task_type = "CAUSAL_LM"
     auto_class = "AutoModelForCausalLM"
+    shards_evaluation = True
     headline = ("exact_match", "token_f1", "rouge_l", "fact_accuracy", "json_validity", "schema_validity",
                 "field_f1", "perplexity")  # the json/field metrics come with data.schema
     primary_metric = "rouge_l"
@@ -175,48 +176,6 @@ class InstructionTask(Task):
         """`init_from`: the earlier language-model run's merged model, trained on as it is."""
         return continue_lm(model, cfg)
 
-    # ------------------------------------------------------------------ formatting
-    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
-
-    def _tokenize(self, texts: list[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-
-    def conversation_ids(self, messages: list[dict[str, str]],
-                         add_generation_prompt: bool = False) -> tuple[list[int], list[int], list[list[int]]]:
-        """Token ids of a conversation with labels, and the ids of each piece.
-
-        Pieces are tokenized separately, so the ids before a response are exactly what inference sees.
-        """
-        pieces = conversation_pieces(messages, self.render, add_generation_prompt)
-        parts = self._tokenize([p.text for p in pieces])
-        ids: list[int] = []
-        labels: list[int] = []
-        for piece, toks in zip(pieces, parts):
-            ids += toks
-            labels += toks if (piece.trains or self.fmt.train_on_inputs) else [IGNORE] * len(toks)
-        return ids, labels, parts
-
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The generation input for a conversation that ends with a user turn (predict, chat, serve), the
-        run's system prompt first when the conversation brings none (as in training)."""
-        if self.fmt.system and (not messages or messages[0]["role"] != "system"):
-            messages = [{"role": "system", "content": self.fmt.system}] + list(messages)
-        ids, _, _ = self.conversation_ids(messages, add_generation_prompt=True)
-        return ids[-self.fmt.max_length:]
-
-    def messages_of(self, r: Record, with_response: bool = True) -> tuple[str, list[dict[str, str]]]:
-        f = self.fmt
-        kind = detect_format(r, f.format, f.prompt, f.response, f.messages, f.text)
-        if kind == "chat":
-            return kind, chat_messages(r, f.messages, f.system, f.chat_template)
-        if kind == "pairs":
-            return kind, pair_messages(r, f.prompt, f.input, f.response if with_response else None, f.system)
-        return kind, []
-
     # ------------------------------------------------------------------ data
     def encode(self, records: list[Record], split: str = "train") -> list[Example]:
         out: list[Example] = []
@@ -234,12 +193,6 @@ class InstructionTask(Task):
         self.note_cuts(split, cut)
         return out
 
-    def note_cuts(self, split: str, cut: dict[str, list[str]]) -> None:
-        """One run-log note per kind of cut (prompt, response): how many examples, and the first places."""
-        for what, where in cut.items():
-            self.notes.append(f"{split}: {len(where)} example(s) longer than data.max_length={self.fmt.max_length}: "
-                              f"{what} cut ({', '.join(where[:3])}{', …' if len(where) > 3 else ''})")
-
     def _encode_chat(self, r: Record, msgs: list[dict[str, str]], split: str) -> tuple[Example, str]:
         w = self.fit_conversation(r, msgs)
         fact = r.fields.get(FACT_COLUMN)
@@ -247,31 +200,6 @@ class InstructionTask(Task):
                      fact if isinstance(fact, str) and fact else None,
                      next((m["content"] for m in reversed(w.messages) if m["role"] == "user"), ""))
         return ex, w.note
-
-    def fit_conversation(self, r: Record, msgs: list[dict[str, str]]) -> Window:
-        """A conversation up to its last assistant turn as ids and labels cut to data.max_length (the final
-        response kept), with where that response starts in the window."""
-        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
-        if last is None:
-            raise DataError(r.file, r.line, "no assistant message to learn from", "add the expected answer")
-        msgs = msgs[:last + 1]  # trailing user turns carry no loss
-        ids, labels, parts = self.conversation_ids(msgs)
-        start = len(ids) - len(parts[-1])  # parts: [..., final prompt, final response]
-        if not parts[-1]:
-            raise DataError(r.file, r.line, "the response is empty", "fill in the answer")
-        # The prompt may shrink from the left down to its last turn (≤ half the window), never below
-        # the assistant header that generation starts from.
-        floor = max(self._header_length(msgs[:last]), min(len(parts[-2]), self.fmt.max_length // 2))
-        prompt = ids[:start][-self.fmt.max_length:]
-        begin, note = window_begin(len(ids), start, floor, self.fmt.max_length, r.where)
-        ids, labels = ids[begin:begin + self.fmt.max_length], labels[begin:begin + self.fmt.max_length]
-        labels = [IGNORE] + labels[1:]  # the first token has nothing before it to predict it from
-        return Window(ids, labels, start - begin, prompt, note, msgs)
-
-    def _header_length(self, prompt_msgs: list[dict[str, str]]) -> int:
-        """Tokens the template adds to open an assistant turn (generation starts right after them)."""
-        bare, head = self.render(prompt_msgs, False), self.render(prompt_msgs, True)
-        return len(self._tokenize([head[len(bare):]])[0]) if head.startswith(bare) else 1
 
     def _encode_text(self, r: Record, split: str) -> list[Example]:
         """Continued pre-training: every token trains; long texts become several max_length windows."""
@@ -345,6 +273,10 @@ class InstructionTask(Task):
         total, count = self.loss_sum(model, batch)
         return total / max(count, 1)
 
+    @staticmethod
+    def loss_units(batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["supervised_at"].numel())  # its shape, known on the CPU: no wait for the device
+
     def loss_sum(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         head, hidden, targets = self.supervised_states(model, batch)
         if targets.numel() == 0:
@@ -393,7 +325,6 @@ class InstructionTask(Task):
         return self._packing_ok[key]
 
     # ------------------------------------------------------------------ evaluation and generation
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, generate: bool | None = None) -> dict[str, Any]:
         """Loss and perplexity on the supervised tokens; generation metrics too on test/eval splits.
@@ -401,6 +332,13 @@ class InstructionTask(Task):
         `generate=None` generates for examples from GENERATE_SPLITS that have a reference, so validation
         during training stays cheap (loss only) while base/final test evaluations compare generations.
         """
+        return self.merge_shards([self.evaluate_shard(model, examples, batch_size, device, dtype, generate)],
+                                 examples)
+
+    @torch.no_grad()
+    def evaluate_shard(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                       dtype: torch.dtype | None, generate: bool | None = None) -> dict[str, Any]:
+        """Summed loss and supervised tokens of `examples`, and the replies to those evaluate generates for."""
         was_training = model.training
         model.eval()
         total, count = 0.0, 0
@@ -409,28 +347,33 @@ class InstructionTask(Task):
             with autocast(device, dtype):
                 s, n = self.loss_sum(model, batch)
             total, count = total + float(s), count + n
-        loss = total / max(count, 1)
-        out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
-                               "tokens": count}
         gen = [e for e in examples if e.reference is not None and e.prompt]
         if generate is None:
             generate = bool(gen) and all(e.split in GENERATE_SPLITS for e in gen)
-        if generate and gen:
-            out.update(self._generation_report(model, gen, batch_size, device, dtype))
+        outputs = self.generate(model, [e.prompt or [] for e in gen], batch_size, device, dtype) \
+            if generate and gen else []
         model.train(was_training)
+        return {"loss_sum": total, "tokens": count, "outputs": outputs}
+
+    def merge_shards(self, shards: list[dict[str, Any]], examples: list[Example]) -> dict[str, Any]:
+        count = sum(s["tokens"] for s in shards)
+        loss = sum(s["loss_sum"] for s in shards) / max(count, 1)
+        out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
+                               "tokens": count}
+        outputs = [o for s in shards for o in s["outputs"]]  # contiguous shares, in order: the examples' order
+        if outputs:
+            out.update(self._generation_report([e for e in examples if e.reference is not None and e.prompt],
+                                               outputs))
         return out
 
-    def _generation_report(self, model: nn.Module, examples: list[Example], batch_size: int,
-                           device: torch.device, dtype: torch.dtype | None) -> dict[str, Any]:
-        outputs = self.generate(model, [e.prompt or [] for e in examples], batch_size, device, dtype)
-        metrics: dict[str, Any] = generation_metrics(outputs, [e.reference or "" for e in examples],
-                                                     [e.fact for e in examples])
+    def _generation_report(self, gen: list[Example], outputs: list[str]) -> dict[str, Any]:
+        references = [e.reference or "" for e in gen]
+        metrics: dict[str, Any] = generation_metrics(outputs, references, [e.fact for e in gen])
         metrics["samples"] = [{"where": e.where, "prompt": e.question, "reference": e.reference,
                                "generated": o, **({"fact": e.fact} if e.fact else {})}
-                              for e, o in list(zip(examples, outputs))[:self.samples]]
+                              for e, o in list(zip(gen, outputs))[:self.samples]]
         if self.schema is not None:  # JSON answers: validity, schema validity, field-level scores, invalid ones
-            metrics.update(structured_metrics(outputs, [e.reference or "" for e in examples], self.schema,
-                                              [e.where for e in examples]))
+            metrics.update(structured_metrics(outputs, references, self.schema, [e.where for e in gen]))
         return metrics
 
     def generate(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,

@@ -87,6 +87,7 @@ class Settings:
 
 class PreferenceTask(InstructionTask):
     name = "preference"
+    shards_evaluation = False  # its evaluate tallies pairs whole (the instruction shards are token sums)
     headline = ("reward_accuracy", "reward_margin", "logp_accuracy", "kl", "rouge_l", "fact_accuracy")
     primary_metric = "reward_accuracy"
     curve_metric = "reward_accuracy"
@@ -285,7 +286,8 @@ class PreferenceTask(InstructionTask):
         if generate is None:
             generate = bool(gen) and all(e.split in GENERATE_SPLITS for e in gen)
         if generate and gen:
-            out.update(self._generation_report(model, gen, batch_size, device, dtype))
+            outputs = self.generate(model, [e.prompt or [] for e in gen], batch_size, device, dtype)
+            out.update(self._generation_report(gen, outputs))
         model.train(was_training)
         return out
 
