@@ -21,14 +21,14 @@ from torch import nn
 from ...data.records import Record
 from ...errors import DataError
 from ...evaluation.generation import greedy
-from ...evaluation.genmetrics import generation_metrics
+from ...evaluation.genmetrics import example_scores, generation_metrics, generation_summary, generation_tally
 from ...models import loading
 from ...models.anatomy import body_and_head, model_config
 from ...training.device import autocast, prefer_eager_attention
 from ..base import Task, batch_indices
 from .formatting import (FALLBACK_TEMPLATE, Formatting, chat_messages, conversation_pieces, detect_format, fit_window,
                          pair_messages, stop_token_ids, text_field)
-from .lm import IGNORE, chunked_cross_entropy, pack_rows, packing_probe, supervised_positions, unpack
+from .lm import IGNORE, chunked_cross_entropy, fill_rows, pack_rows, packing_probe, supervised_positions, unpack
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -65,6 +65,8 @@ class InstructionTask(Task):
     # What `evaluate` computes on validation data (no generation there); `n` and `tokens` are counts.
     metrics = {"loss": "min", "perplexity": "min"}
     generates = True
+    showcase = {"samples": "Sample generations next to the references"}
+    output_fields = ("generated",)
 
     def __init__(self, tokenizer: Any, fmt: Formatting, packing: bool | str = "auto", max_new_tokens: int = 64,
                  samples: int = 5):
@@ -267,28 +269,14 @@ class InstructionTask(Task):
         seqs = [examples[i] for i in idx]
         rows = pack_rows([len(e.ids) for e in seqs], self.fmt.max_length) if self.packing \
             else [[j] for j in range(len(seqs))]
-        width = max(sum(len(seqs[j].ids) for j in row) for row in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-        pos = torch.zeros((len(rows), width), dtype=torch.long)
-        real = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            at = 0
-            for j in row:
-                n = len(seqs[j].ids)
-                ids[r, at:at + n] = torch.tensor(seqs[j].ids)
-                labels[r, at:at + n] = torch.tensor(seqs[j].labels)
-                pos[r, at:at + n] = torch.arange(n)
-                real[r, at:at + n] = 1
-                at += n
-            pos[r, at:] = torch.arange(width - at)  # padding: a block of its own
-        batch = {"input_ids": ids, "labels": labels, "position_ids": pos, "real": real}
+        batch = fill_rows([(e.ids, e.labels) for e in seqs], rows, pad)
         if not self.packing:
-            batch["attention_mask"] = real.clone()
-        batch["supervised_at"] = supervised_positions(labels)
-        out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        out["n_real"] = real.sum()  # stays on the CPU: counting tokens must not wait for the accelerator
+            batch["attention_mask"] = batch["real"].clone()
+        batch["supervised_at"] = supervised_positions(batch["labels"])
+        out = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "example"}
+        out["example"] = batch["example"]  # stays on the CPU, like n_real: only evaluation reads it
+        out["n_real"] = batch["real"].sum()  # stays on the CPU: counting tokens must not wait for the accelerator
         return out
 
     # ------------------------------------------------------------------ loss
@@ -298,6 +286,31 @@ class InstructionTask(Task):
         return total / max(count, 1)
 
     def loss_sum(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        head, hidden, at, batch = self._supervised(model, batch)
+        if at.numel() == 0:
+            return hidden.sum() * 0.0, 0
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        targets = batch["labels"].reshape(-1)[at + 1]
+        return chunked_cross_entropy(head, flat[at], targets, model_config(model)), at.numel()
+
+    def example_losses(self, model: nn.Module, batch: dict[str, torch.Tensor],
+                       n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed loss, supervised tokens) of each of the batch's n examples, on the CPU (evaluation)."""
+        head, hidden, at, batch = self._supervised(model, batch)
+        sums, counts = torch.zeros(n), torch.zeros(n)
+        if at.numel() == 0:
+            return sums, counts
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        targets = batch["labels"].reshape(-1)[at + 1]
+        losses = chunked_cross_entropy(head, flat[at], targets, model_config(model), reduction="none")
+        which = batch["example"].reshape(-1)[at.cpu() + 1].cpu()
+        sums.index_add_(0, which, losses.float().cpu())
+        counts.index_add_(0, which, torch.ones(len(which)))
+        return sums, counts
+
+    def _supervised(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[nn.Module, torch.Tensor,
+                                                                                  torch.Tensor, dict[str, Any]]:
+        """(lm_head, hidden states (rows, width, d), supervised flat positions, the batch as run)."""
         body, head = body_and_head(model)
         if not self._ready(body) and "attention_mask" not in batch:
             batch = unpack(batch)
@@ -308,11 +321,7 @@ class InstructionTask(Task):
         at = batch.get("supervised_at")
         if at is None:
             at = supervised_positions(batch["labels"])
-        if at.numel() == 0:
-            return hidden.sum() * 0.0, 0
-        flat = hidden.reshape(-1, hidden.shape[-1])
-        targets = batch["labels"].reshape(-1)[at + 1]
-        return chunked_cross_entropy(head, flat[at], targets, model_config(model)), at.numel()
+        return head, hidden, at, batch
 
     def prepare_model(self, model: nn.Module) -> str:
         """Once, before training and before any compilation: pick the attention kernel, settle data.packing
@@ -340,42 +349,63 @@ class InstructionTask(Task):
         return self._packing_ok[key]
 
     # ------------------------------------------------------------------ evaluation and generation
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, generate: bool | None = None) -> dict[str, Any]:
         """Loss and perplexity on the supervised tokens; generation metrics too on test/eval splits.
-
         `generate=None` generates for examples from GENERATE_SPLITS that have a reference, so validation
-        during training stays cheap (loss only) while base/final test evaluations compare generations.
-        """
+        during training stays cheap (loss only) while base/final test evaluations compare generations."""
+        return self.evaluate_rows(model, examples, batch_size, device, dtype, generate)[0]
+
+    @torch.no_grad()
+    def evaluate_rows(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                      dtype: torch.dtype | None, generate: bool | None = None
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """`evaluate`'s metrics and a row per example: its loss and tokens, and where it was generated,
+        the prompt, reference, answer and the answer's scores."""
         was_training = model.training
         model.eval()
-        total, count = 0.0, 0
+        losses, tokens = torch.zeros(len(examples)), torch.zeros(len(examples))
         for idx in self.batches(examples, batch_size):
             batch = self.collate(examples, idx, device)
             with autocast(device, dtype):
-                s, n = self.loss_sum(model, batch)
-            total, count = total + float(s), count + n
-        loss = total / max(count, 1)
+                s, n = self.example_losses(model, batch, len(idx))
+            losses[idx], tokens[idx] = losses[idx] + s, tokens[idx] + n
+        count = int(tokens.sum())
+        loss = float(losses.sum()) / max(count, 1)
         out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
                                "tokens": count}
-        gen = [e for e in examples if e.reference is not None and e.prompt]
+        rows = [{"where": e.where, "length": len(e.prompt or e.ids), "loss": round(float(losses[i]), 4),
+                 "tokens": int(tokens[i])} for i, e in enumerate(examples)]
+        gen = [i for i, e in enumerate(examples) if e.reference is not None and e.prompt]
         if generate is None:
-            generate = bool(gen) and all(e.split in GENERATE_SPLITS for e in gen)
+            generate = bool(gen) and all(examples[i].split in GENERATE_SPLITS for i in gen)
         if generate and gen:
-            out.update(self._generation_report(model, gen, batch_size, device, dtype))
+            out.update(self._generation_report(model, [examples[i] for i in gen], [rows[i] for i in gen],
+                                               batch_size, device, dtype))
         model.train(was_training)
-        return out
+        return out, rows
 
-    def _generation_report(self, model: nn.Module, examples: list[Example], batch_size: int,
-                           device: torch.device, dtype: torch.dtype | None) -> dict[str, Any]:
+    def _generation_report(self, model: nn.Module, examples: list[Example], rows: list[dict[str, Any]],
+                           batch_size: int, device: torch.device, dtype: torch.dtype | None) -> dict[str, Any]:
+        """Generation metrics and samples; each example's row gets its prompt, reference, answer and scores."""
         outputs = self.generate(model, [e.prompt or [] for e in examples], batch_size, device, dtype)
         metrics: dict[str, Any] = generation_metrics(outputs, [e.reference or "" for e in examples],
                                                      [e.fact for e in examples])
+        for e, o, row in zip(examples, outputs, rows):
+            row.update({"prompt": e.question, "reference": e.reference, "generated": o,
+                        **({"fact": e.fact} if e.fact else {}), **example_scores(o, e.reference or "", e.fact)})
         metrics["samples"] = [{"where": e.where, "prompt": e.question, "reference": e.reference,
                                "generated": o, **({"fact": e.fact} if e.fact else {})}
                               for e, o in list(zip(examples, outputs))[:self.samples]]
         return metrics
+
+    @classmethod
+    def tally(cls, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return generation_tally(rows) if rows else None
+
+    @classmethod
+    def summarize(cls, sums: dict[str, Any]) -> dict[str, Any]:
+        return generation_summary(sums)
 
     def generate(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, max_new_tokens: int | None = None, streamer: Any = None) -> list[str]:
