@@ -87,13 +87,24 @@ def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
                 continue
             cells = "".join(f"{m[k]:>17.4f}" if isinstance(m.get(k), (int, float)) else f"{'-':>17}" for k in keys)
             print(f"{'base' if stage == 'base' else 'fine-tuned':<12}{split:<12}{cells}")
+    from .evaluation.analysis import headline_split
+    from .evaluation.verdict import paragraph
+
+    split = headline_split(results)
+    ci = results.get("final", {}).get(split or "", {}).get("ci", {})
+    if ci:
+        print(f"95% intervals (fine-tuned, {split}): "
+              + ", ".join(f"{k} {ci[k][0]:.3f}–{ci[k][1]:.3f}" for k in keys if k in ci))
     diag = results.get("diagnosis")
     if diag:
-        print(f"diagnosis: {diag['label']}" + (f" — {diag['advice'][0]}" if diag.get("advice") else ""))
+        print(f"diagnosis: {diag.get('summary', diag['label'])}" + (f" — {diag['advice'][0]}" if diag.get("advice")
+                                                                   else ""))
     t = results.get("training", {})
     if t:
         print(f"trained {t['steps']} steps in {t['train_seconds']:.1f}s ({t['tokens_per_s']:,.0f} tokens/s); "
               f"{t['trainable_params']:,} trainable of {t['total_params']:,} parameters")
+    print(f"verdict: {paragraph(results, task_class(results['task']))['text']}")
+    print(f"report: {run_dir / 'report.html'}")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -154,6 +165,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return export_command(Path(args.run), Path(args.out) if args.out else None, merge=args.merge)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .recipes.report import report_command
+
+    return report_command(args.runs, args.out)
+
+
 def _cmd_sequence(args: argparse.Namespace) -> int:
     from .recipes.sequence import sequence_command
 
@@ -164,6 +181,7 @@ def _cmd_sequence(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "scan": _cmd_scan,
     "chat": _cmd_chat, "compare": _cmd_compare, "export": _cmd_export, "sequence": _cmd_sequence,
+    "report": _cmd_report,
 }
 
 
@@ -223,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--out", help="output directory (default: RUN/export)")
     p.add_argument("--merge", action="store_true")
+
+    p = sub.add_parser("report", help="rebuild a run's report.html; several runs: also a side-by-side comparison")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--out", help="the comparison page (default: compare-A-vs-B.html beside the first run)")
     return parser
 
 

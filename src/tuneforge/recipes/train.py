@@ -19,7 +19,10 @@ from ..config import Config, dump_yaml, to_dict
 from ..data.records import Record
 from ..data.splits import load_splits
 from ..errors import TuneforgeError
-from ..evaluation.report import write_outputs
+from ..evaluation import tblog
+from ..evaluation.analysis import analyze
+from ..evaluation.report import write_outputs, write_predictions
+from ..evaluation.slices import missing_columns
 from ..guards.diagnosis import diagnose
 from ..guards.diagnosis import summary_lines as diagnosis_lines
 from ..guards.forgetting import ForgettingGuard
@@ -61,6 +64,9 @@ def prepare(cfg: Config, log: RunLog | None = None, splits: dict[str, list[Recor
         splits = load_splits(cfg.data.train, cfg.data.validation, cfg.data.test, kind.stratify_column(cfg),
                              cfg.data.group, cfg.train.seed, cfg.data.limit)
     splits, audit = vet(splits, cfg, kind)
+    problem = missing_columns(cfg.eval.slices, splits.get("test") or splits.get("validation") or [])
+    if problem:
+        raise TuneforgeError(f"`eval.slices`: {problem}")
     if log is not None:
         for line in summary_lines(audit):
             log.note(line)
@@ -180,6 +186,8 @@ class Ready:
     dtype: torch.dtype | None
     guard: Any
     base: dict[str, Any] | None
+    base_rows: dict[str, list[dict[str, Any]]]
+    baseline_rows: dict[str, dict[str, list[dict[str, Any]]]]
 
 
 def start(prep: Prepared, method: Any, log: RunLog) -> Ready:
@@ -200,13 +208,29 @@ def start(prep: Prepared, method: Any, log: RunLog) -> Ready:
                  method.describe(model)):  # e.g. qlora: the 4-bit base's memory against bf16/fp32
         if line:
             log.note(line)
-    base = None
+    base, base_rows, baseline_rows = None, {}, {}
     if cfg.eval.base:
-        base = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype)
-                for name, ex in _eval_sets(prep).items()}
+        base, base_rows = _evaluate_sets(task, model, _eval_sets(prep), cfg, device, dtype)
+    if cfg.eval.baselines and _eval_sets(prep):
+        t0 = time.perf_counter()
+        baseline_rows = task.baselines(None if method.scratch else model, prep.encoded["train"], _eval_sets(prep),
+                                       cfg.eval.batch_size, device, dtype)  # scratch: no pretrained features
+        if baseline_rows:
+            log.note(f"baselines ({', '.join(baseline_rows)}) in {time.perf_counter() - t0:.1f}s")
     guard = ForgettingGuard.start(cfg, task, prep.encoded["train"], model, device, dtype, log,
                                   previous=earlier_tasks(task))  # "before" probe, replay mix, EWC/L2
-    return Ready(model, device, dtype, guard, base)
+    return Ready(model, device, dtype, guard, base, base_rows, baseline_rows)
+
+
+def _evaluate_sets(task: Any, model: torch.nn.Module, sets: dict[str, list[Any]], cfg: Config, device: torch.device,
+                   dtype: torch.dtype | None) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """(metrics, per-example rows) of each split."""
+    metrics, rows = {}, {}
+    for name, ex in sets.items():
+        metrics[name], r = task.evaluate_rows(model, ex, cfg.eval.batch_size, device, dtype)
+        if r is not None:
+            rows[name] = r
+    return metrics, rows
 
 
 def earlier_tasks(task: Any) -> list[PreviousTask]:
@@ -229,7 +253,9 @@ def _eval_sets(prep: Prepared) -> dict[str, list[Any]]:
 def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path, log: RunLog) -> dict[str, Any]:
     cfg, task = prep.cfg, prep.task
     model, device, dtype, guard = ready.model, ready.device, ready.dtype, ready.guard
-    results: dict[str, Any] = {"task": cfg.task, "method": method.name, "model": cfg.model}
+    results: dict[str, Any] = {"run": cfg.name, "task": cfg.task, "method": method.name, "model": cfg.model,
+                               "data": {k: {"file": _data_file(getattr(cfg.data, k), k), "n": len(v)}
+                                        for k, v in prep.splits.items()}}
     if ready.base is not None:
         results["base"] = ready.base
     checkpointer = Checkpointer(run_dir / "checkpoints", cfg.train, method, resume=bool(cfg.resume),
@@ -239,11 +265,18 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
                   device, dtype, regularizer=guard.regularizer, checkpointer=checkpointer,
                   eval_batch_size=cfg.eval.batch_size, directions=task.metrics)
 
-    final = {name: task.evaluate(model, ex, cfg.eval.batch_size, device, dtype)
-             for name, ex in _eval_sets(prep).items()}
+    final, final_rows = _evaluate_sets(task, model, _eval_sets(prep), cfg, device, dtype)
     final["train"] = task.evaluate(model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size, device, dtype)
     results.update({"final": final, "training": _training_summary(outcome, model), "history": outcome.state.history,
                     "notes": log.notes})
+    rows = {"base": ready.base_rows, "final": final_rows}
+    t0 = time.perf_counter()
+    fields = {r.where: r.fields for records in prep.splits.values() for r in records} if cfg.eval.slices else {}
+    temperature = analyze(task, results, rows, ready.baseline_rows, fields, cfg.eval, cfg.train.seed)
+    if temperature != 1.0:
+        task.set_temperature(temperature)
+        log.note(f"eval.calibrate: temperature {temperature:g} (predict divides the logits by it)")
+    log.note(f"intervals, paired tests, slices and calibration in {time.perf_counter() - t0:.1f}s")
     forgetting = guard.finish(model, log)
     if forgetting is not None:
         results["forgetting"] = forgetting
@@ -251,8 +284,18 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
     for line in diagnosis_lines(results["diagnosis"]):
         log.note(line)
     save_model(model, method, prep, run_dir)
+    write_predictions(run_dir, rows)
+    tblog.write(log, task, to_dict(cfg), dump_yaml(cfg), results, final_rows, outcome.state.step)
+    results["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
     write_outputs(run_dir, results)
     return results
+
+
+def _data_file(spec: Any, split: str) -> str:
+    """How a split was given: its file, or the fraction of data.train it was split off."""
+    if isinstance(spec, str) and spec:
+        return spec
+    return "data.train" if split == "train" else f"{spec:g} of data.train" if isinstance(spec, float) else str(spec)
 
 
 def _training_summary(outcome: Any, model: torch.nn.Module) -> dict[str, Any]:
