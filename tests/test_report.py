@@ -237,3 +237,44 @@ def test_report_renders_offline_in_headless_chromium(runs, tmp_path, name, secti
     assert img.size == (1280, 2400)
     light = sum(1 for v in img.getdata() if v > 245) / (1280 * 2400)
     assert 0.3 < light < 0.99, light  # mostly white page with content on it
+
+
+def test_eval_command_prints_intervals(runs, capsys) -> None:
+    from tuneforge.cli import main
+
+    data = _eval(runs["good"])["data"]["test"]["file"]
+    assert main(["eval", str(runs["good"]), "--data", data]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "95% CI" in out
+
+
+def test_a_report_from_before_this_evaluation_still_renders(runs, tmp_path) -> None:
+    """An older run: eval.json without intervals, baselines, slices or calibration, no predictions/."""
+    from tuneforge.evaluation.report import regenerate
+
+    old = tmp_path / "old"
+    shutil.copytree(runs["slow"], old)
+    shutil.rmtree(old / "predictions")
+    ev = _eval(old)
+    for key in ("baselines", "comparisons", "slices", "calibration", "date", "run", "data"):
+        ev.pop(key, None)
+    for stage in ("base", "final"):
+        for m in ev[stage].values():
+            m.pop("ci", None)
+            m.pop("errors", None)
+    ev["diagnosis"].pop("summary")
+    (old / "eval.json").write_text(json.dumps(ev))
+    page = regenerate(old).read_text()
+    assert_readable(page, ["verdict", "metrics", "per-class", "confusion", "curves", "diagnosis", "training"])
+
+
+def test_an_unknown_slice_column_is_one_error_line_before_anything_is_written(runs, tmp_path, capsys) -> None:
+    from tuneforge.cli import main
+
+    cfg = tiny_train_config(make_tiny_bert(tmp_path / "bert"), write_jsonl(tmp_path / "t.jsonl", sentiment_rows(30)),
+                            tmp_path / "runs", name="bad")
+    cfg["eval"] = {"slices": ["region"]}
+    assert main(["train", str(write_config(tmp_path / "bad.yaml", **cfg))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: `eval.slices`: column 'region' is in no record")
+    assert not (tmp_path / "runs" / "bad").exists()

@@ -114,9 +114,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
+        ci = metrics.get("ci", {})
         for k, v in metrics.items():
             if isinstance(v, (int, float)):
-                print(f"{k:<20}{v:.4f}" if isinstance(v, float) else f"{k:<20}{v}")
+                interval = f"   95% CI {ci[k][0]:.4f}–{ci[k][1]:.4f}" if k in ci else ""
+                print(f"{k:<20}{v:.4f}{interval}" if isinstance(v, float) else f"{k:<20}{v}")
     return 0
 
 

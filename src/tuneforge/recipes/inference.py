@@ -15,6 +15,7 @@ import torch
 from ..config import Config
 from ..data.records import Record, read_records
 from ..errors import DataError
+from ..evaluation.uncertainty import with_intervals
 from ..methods import get_method
 from ..models import loading
 from ..runs import reading
@@ -65,7 +66,10 @@ def evaluate_run(run_dir: Path, data: str) -> dict[str, Any]:
     cfg, task, model = load_run(run_dir)
     examples = task.encode(records, "eval")
     device = pick_device()
-    return task.evaluate(model, examples, cfg.eval.batch_size, device, autocast_dtype(cfg.train.precision, device))
+    metrics, rows = task.evaluate_rows(model, examples, cfg.eval.batch_size, device,
+                                       autocast_dtype(cfg.train.precision, device))
+    return with_intervals(metrics, task.tally(rows) if rows else None, task.summarize, list(task.headline),
+                          cfg.eval.bootstrap, cfg.train.seed)  # 95% bootstrap intervals, as in eval.json
 
 
 def predict_run(run_dir: Path, texts: list[str] | None = None, data: str | None = None) -> list[dict[str, Any]]:
