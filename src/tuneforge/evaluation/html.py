@@ -66,7 +66,7 @@ def with_ci(value: Any, ci: Sequence[float] | None) -> str:
     text = num(value)
     if not text:
         return ""
-    return text + (f'<span class="ci">{ci[0]:.3f}–{ci[1]:.3f}</span>' if ci else "")
+    return text + (f'<span class="ci">{num(float(ci[0]))}–{num(float(ci[1]))}</span>' if ci else "")
 
 
 def text_cell(value: Any) -> str:

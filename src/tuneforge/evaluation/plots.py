@@ -31,9 +31,14 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def short(y: float) -> str:
+    """3 decimals below 100 (a loss of 10.356 vs a base of 10.361 must read apart), else 4 significant digits."""
+    return f"{y:.3f}" if abs(y) < 100 else f"{y:.4g}"
+
+
 def _label_points(ax: Any, xs: list[float], ys: list[float], color: str) -> None:
     for x, y in zip(xs, ys):
-        ax.annotate(f"{y:.3g}", (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8,
+        ax.annotate(short(y), (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8,
                     color=color)
 
 
@@ -59,7 +64,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, metric: str | None = Non
                 ax.plot(xs, ys, "o-", color=COLORS[1], label="validation loss")
                 _label_points(ax, xs, ys, COLORS[1])
             if base_loss is not None and np.isfinite(base_loss):
-                ax.axhline(base_loss, ls="--", color="#888", lw=1, label=f"base validation loss {base_loss:.3g}")
+                ax.axhline(base_loss, ls="--", color="#888", lw=1, label=f"base validation loss {short(base_loss)}")
             ax.set_ylabel("loss")
             ax.legend(fontsize=8)
         elif panel == "metric":
@@ -72,6 +77,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, metric: str | None = Non
             ax.set_ylabel("learning rate")
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         ax.set_xlabel("step")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
         ax.grid(alpha=0.3)
         ax.margins(x=0.08, y=0.15)
     return _save(fig, path)
@@ -149,6 +155,7 @@ def plot_overlay(curves: dict[str, list[dict[str, Any]]], path: Path, metric: st
         axes[0][1].set_ylabel(f"validation {metric}")
     for ax in axes[0]:
         ax.set_xlabel("step")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)

@@ -73,7 +73,9 @@ def diagnosis_section(ctx: dict[str, Any]) -> tuple[str, str, str]:
     if not d:
         return section("diagnosis", "Diagnosis", "")
     tone = {"healthy": "good", "inconclusive": "warn"}.get(d["label"], "bad")
-    body = (f"<p><span class='badge {tone}'>{esc(d['label'])}</span> {esc(d.get('summary', ''))}</p>"
+    summary = d.get("summary", "")
+    summary = summary.removeprefix(d["label"]).lstrip("; ") if summary.startswith(d["label"]) else summary
+    body = (f"<p><span class='badge {tone}'>{esc(d['label'])}</span> {esc(summary)}</p>"
             + ("<h3>Evidence</h3>" + items(d.get("evidence", [])) if d.get("evidence") else "")
             + ("<h3>Advice</h3>" + items(d.get("advice", [])) if d.get("advice") else ""))
     others = [f"{k}: {'; '.join(v)}" for k, v in (d.get("signals") or {}).items() if k != d["label"]]
