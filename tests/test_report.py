@@ -77,6 +77,8 @@ def test_eval_json_has_intervals_baselines_paired_tests_slices_and_calibration(r
     assert m["only_b"] - m["only_a"] == correct and 0 <= m["p"] <= 1
     slicings = {e["slice"] for e in ev["slices"]["test"]["slices"]}
     assert {"true label", "input length"} <= slicings and "shop" not in slicings  # the test set has one shop
+    by_label = [e for e in ev["slices"]["test"]["slices"] if e["slice"] == "true label"]
+    assert by_label and all(set(e["metrics"]) == {"accuracy"} for e in by_label)  # no macro over one class
     cal = ev["calibration"]["test"]
     assert cal["calibrated"]["temperature"] > 0 and "fitted on 24 validation examples" in cal["note"]
     assert ev["diagnosis"]["summary"] and ev["date"] and ev["run"] == "good"

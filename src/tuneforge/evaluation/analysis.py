@@ -50,7 +50,8 @@ def analyze(task: Any, results: dict[str, Any], rows: dict[str, dict[str, list[d
     keys = slice_keys(rows["final"][split], task.auto_slices(rows["final"][split]), fields, list(eval_cfg.slices))
     if keys:
         results["slices"] = {split: slice_table(final, task.summarize, keys, names, task.primary_metric,
-                                                task.direction(task.primary_metric), resamples, seed)}
+                                                task.direction(task.primary_metric), resamples, seed,
+                                                task.slice_metrics)}
     return _calibration(task, results, rows.get("final", {}), split, eval_cfg.calibrate)
 
 

@@ -33,8 +33,9 @@ def _example_table(examples: list[dict[str, Any]], outputs: tuple[str, ...], bas
         rows.append([esc(e.get("where", ""))] + [
             text_cell(b.get(c[5:])) if c.startswith("base ") and c[5:] in outputs
             else num(e[c]) if isinstance(e.get(c), float) else text_cell(e.get(c)) for c in cols])
-    text = tuple(range(len(cols) + 1))
-    return table(["where"] + [esc(c) for c in cols], rows, text_cols=(0,), wide_text=text[1:])
+    long = tuple(j + 1 for j, c in enumerate(cols)  # wrapping columns: texts, not labels ("negativ|e")
+                 if any(len(str(e.get(c[5:] if c.startswith("base ") else c, ""))) > 24 for e in examples))
+    return table(["where"] + [esc(c) for c in cols], rows, text_cols=tuple(range(len(cols) + 1)), wide_text=long)
 
 
 def examples_section(ctx: dict[str, Any]) -> tuple[str, str, str]:

@@ -65,9 +65,11 @@ def slice_keys(rows: list[dict[str, Any]], task_slices: dict[str, list[str]],
 
 
 def slice_table(tally: Columns, summarize: Summarize, keys: dict[str, list[str]], metrics: list[str],
-                primary: str, better: str, resamples: int, seed: int) -> dict[str, Any]:
+                primary: str, better: str, resamples: int, seed: int,
+                metrics_for: Any = None) -> dict[str, Any]:
     """eval.json's "slices" of one split: per slicing and value, n, the metrics and their intervals, and
-    which slices are weak (interval for `primary` wholly worse than the overall value)."""
+    which slices are weak (interval for `primary` wholly worse than the overall value). `metrics_for`
+    (slicing, metrics) -> the metrics that mean something within that slicing's slices (Task.slice_metrics)."""
     overall = point(tally, summarize).get(primary)
     out: list[dict[str, Any]] = []
     for name, values in keys.items():
@@ -75,13 +77,14 @@ def slice_table(tally: Columns, summarize: Summarize, keys: dict[str, list[str]]
         order = sorted(set(values), key=lambda v: (-values.count(v), v))
         if name == "input length" or all(v[:1] in "≤>0123456789" for v in order):  # ranges: in range order
             order = sorted(order, key=_range_key)
+        shown = metrics_for(name, metrics) if metrics_for else metrics
         for value in order:
             mask = arr == value
             sub = {k: c[mask] for k, c in tally.items()}
             got = point(sub, summarize)
             entry: dict[str, Any] = {"slice": name, "value": value, "n": int(mask.sum()),
-                                     "metrics": {k: round(got[k], 4) for k in metrics if k in got},
-                                     "ci": intervals(sub, summarize, metrics, resamples, seed)}
+                                     "metrics": {k: round(got[k], 4) for k in shown if k in got},
+                                     "ci": intervals(sub, summarize, shown, resamples, seed)}
             lo_hi = entry["ci"].get(primary)
             if overall is not None and lo_hi and entry["n"] >= MIN_SLICE:
                 entry["weak"] = lo_hi[1] < overall if better == "max" else lo_hi[0] > overall

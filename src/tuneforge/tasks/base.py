@@ -246,6 +246,11 @@ class Task(ABC):
         return {}
 
     @classmethod
+    def slice_metrics(cls, slicing: str, metrics: list[str]) -> list[str]:
+        """The metrics that mean something within one slice of `slicing` (default: all of them)."""
+        return metrics
+
+    @classmethod
     def scores(cls, rows: list[dict[str, Any]]) -> Any | None:
         """evaluation.calibration.Scores (class names, 0/1 truth, logits) for calibration and PR curves."""
         return None
