@@ -185,14 +185,15 @@ def test_flagged_forgetting_adds_advice() -> None:
     res = results(split_metrics(0.99, 0.05), split_metrics(0.97, 0.08),
                   forgetting={"metric": "accuracy", "before": 0.95, "after": 0.68, "relative_change": -0.284,
                               "flagged": True})
-    d = diagnose(train_rows([1.0, 0.3, 0.1]), res)
+    rows = train_rows([1.0, 0.3, 0.1]) + val_rows([0.5, 0.3, 0.31])
+    d = diagnose(rows, res)
     assert d["label"] == "healthy"
     assert d["advice"] and "forgetting.replay" in d["advice"][-1] and "-28.4%" in d["advice"][-1]
     assert "lower method.r" in d["advice"][-1]  # already LoRA: "use LoRA" would be no advice
     res["method"] = "full"
-    assert "method.name: lora" in diagnose(train_rows([1.0, 0.3, 0.1]), res)["advice"][-1]
+    assert "method.name: lora" in diagnose(rows, res)["advice"][-1]
     res["forgetting"]["flagged"] = False
-    assert diagnose(train_rows([1.0, 0.3, 0.1]), res)["advice"] == []
+    assert diagnose(rows, res)["advice"] == []
 
 
 def test_a_gap_without_learning_is_underfitting_not_overfitting() -> None:
@@ -244,5 +245,153 @@ def test_language_model_loss_far_above_its_start_is_diverged() -> None:
     assert d["label"] == "unstable", d
     assert d["evidence"] == ["training loss 9.7000 at the end is far above the base model's loss 2.3000: "
                              "the weights diverged"]
-    assert diagnose(train_rows([2.4, 2.1, 1.9]), lm_results(2.3, 1.9))["label"] == "healthy"
+    assert diagnose(train_rows([2.4, 2.1, 1.9]) + val_rows([2.2, 2.0, 2.0]), lm_results(2.3, 1.9))["label"] == "healthy"
     assert diagnose(train_rows([2.31, 2.30, 2.30]), lm_results(2.3, 2.3))["label"] == "underfitting"
+
+
+# ------------------------------------------------------------------ evidence, and advice against the config (issue 22)
+
+def test_one_evaluation_is_not_enough_to_call_a_run_healthy() -> None:
+    """A 4-step run with one validation point: the curves cannot say healthy."""
+    cfg = load_config(None, ["name=x", "data.train=x.jsonl", "train.max_steps=4"])
+    rows = train_rows([1.1, 0.9, 0.7, 0.6], every=1) + val_rows([0.65], every=4)
+    res = results(split_metrics(0.8, 0.6), split_metrics(0.78, 0.65))
+    res["training"]["steps"] = 4
+    d = diagnose(rows, res, cfg)
+    assert d["label"] == "inconclusive", d
+    assert d["summary"].startswith("not enough evidence: 1 validation evaluation (step 4)")
+    assert summary_lines(d)[0].startswith("diagnosis: not enough evidence")
+    assert any(a.startswith("set train.eval_every: 1") for a in d["advice"]), d["advice"]
+
+
+def test_a_run_still_improving_at_its_last_evaluation_says_so() -> None:
+    cfg = load_config(None, ["name=x", "data.train=x.jsonl", "train.epochs=3"])
+    rows = train_rows([1.0, 0.7, 0.5, 0.4, 0.3, 0.25]) + val_rows([0.6, 0.45, 0.35])
+    d = diagnose(rows, results(split_metrics(0.9, 0.25), split_metrics(0.88, 0.35)), cfg)
+    assert d["label"] == "healthy", d
+    assert d["summary"] == "healthy; still improving: more epochs may help"
+    assert "validation loss still improving at the last evaluation: 0.4500 (step 40) → 0.3500 (step 60)" in d["evidence"]
+    assert d["advice"] == ["raise train.epochs (now 3; try 6): validation was still improving"]
+    flat = train_rows([1.0, 0.7, 0.5, 0.4, 0.3, 0.25]) + val_rows([0.6, 0.35, 0.351])
+    assert "still improving" not in diagnose(flat, results(split_metrics(0.9, 0.25), split_metrics(0.88, 0.35)),
+                                             cfg)["summary"]
+
+
+# Settings that push each suggestion to its edge (a knob at its minimum, a feature already on, ...).
+EDGE_SETTINGS: list[dict[str, Any]] = [
+    {},
+    {"method.r": 1, "method.dropout": 0.5, "method.layers": 1, "method.reduction": 1, "train.weight_decay": 0.0,
+     "train.warmup": 0.0, "train.max_grad_norm": None, "train.model_dropout": 0.5, "train.label_smoothing": 0.1,
+     "train.early_stopping.patience": None, "forgetting.l2_to_base": 0.1, "forgetting.replay": 0.25,
+     "forgetting.ewc": 100.0, "train.precision": "fp32"},
+    {"method.r": 64, "method.dropout": 0.0, "method.layers": 6, "method.reduction": 64, "train.warmup": 0.2,
+     "train.max_grad_norm": 5.0, "train.model_dropout": 0.1, "train.early_stopping.restore_best": False,
+     "train.max_steps": 60, "train.eval_every": 20, "forgetting.replay": 0.9, "train.lr": 0.05},
+    {"train.early_stopping.patience": 3, "train.label_smoothing": 0.3, "train.max_steps": 60, "train.eval_every": 15,
+     "train.log_every": 6},
+]
+
+
+def _scenarios(method: str) -> dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """label scenario -> (metrics.jsonl rows, eval.json results) for a run of `method`."""
+    up = train_rows([1.0, 0.6, 0.3, 0.1, 0.03, 0.01]) + val_rows([0.7, 0.55, 0.8])
+    flat = train_rows([1.0990, 1.0987, 1.0986, 1.0985]) + val_rows([1.0986, 1.0985, 1.0985])
+    nan = train_rows([1.0, 0.7, math.nan, 0.5]) + val_rows([0.5, 0.4, 0.4])
+    short = train_rows([1.0, 0.8]) + val_rows([0.7])
+    better = train_rows([1.0, 0.7, 0.5, 0.4, 0.3, 0.25]) + val_rows([0.6, 0.45, 0.35])
+    good, slices = split_metrics(0.9, 0.25), {"test": {"weak": ["true label = neutral"]}}
+    out = {"overfitting": (up, results(split_metrics(1.0, 0.01), split_metrics(0.62, 0.8), method=method,
+                                       training={"restored_best": True, "steps": 60})),
+           "underfitting": (flat, results(split_metrics(0.35, 1.0985), split_metrics(0.34, 1.0985), method=method)),
+           "unstable": (nan, results(good, split_metrics(0.88, 0.35), method=method)),
+           "inconclusive": (short, results(good, split_metrics(0.88, 0.7), method=method, training={"steps": 20})),
+           "still improving": (better, results(good, split_metrics(0.88, 0.35), method=method, slices=slices))}
+    for metric in ("embedding_geometry", "perplexity", "accuracy"):
+        f = {"metric": metric, "before": 1.0, "after": 0.6, "relative_change": -0.4, "flagged": True}
+        out[f"forgetting {metric}"] = (better, results(good, split_metrics(0.88, 0.35), method=method, forgetting=f))
+    return out
+
+
+def _config_value(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _parse(text: str) -> Any:
+    text = text.rstrip(".,;")
+    if text in ("true", "false", "null"):
+        return {"true": True, "false": False, "null": None}[text]
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def contradictions(advice: list[str], cfg: Any) -> list[str]:
+    """Every piece of advice that the run's own config already contradicts."""
+    import re
+
+    from tuneforge.methods import REGISTRY, method_class
+
+    method = method_class(cfg.method.name)
+    found = []
+    for line in advice:
+        for names in re.findall(r"method\.name: ([a-z]+(?: or [a-z]+)*)", line):
+            for name in names.split(" or "):
+                if name == cfg.method.name or name not in REGISTRY:
+                    found.append(f"{line!r} suggests method.name: {name} to a {cfg.method.name} run")
+        for key in re.findall(r"\bmethod\.([a-z_]+)", line):
+            if key != "name" and key not in method.config_keys:
+                found.append(f"{line!r} names method.{key}, which {cfg.method.name} does not read")
+        for verb, key, now, to in re.findall(r"(raise|lower) ([a-z_.]+) \(now ([^;)]+); try ([^)]+)\)", line):
+            value = _config_value(cfg, key)
+            if value is None or float(now) != pytest.approx(float(value)):
+                found.append(f"{line!r}: {key} is {value}, not {now}")
+            if (verb == "raise") != (float(to) > float(now)) or float(to) == float(now):
+                found.append(f"{line!r}: {verb} from {now} to {to}")
+        for key, value in re.findall(r"\b((?:train|method|forgetting|data|eval)\.[a-z_.]+): ([\w.+-]+)", line):
+            if key != "method.name" and _parse(value) == _config_value(cfg, key):
+                found.append(f"{line!r} suggests {key}: {value}, which the config already says")
+    return found
+
+
+def test_every_advice_is_consistent_with_the_config_for_every_method() -> None:
+    """Over every method × scenario × edge setting: no advice suggests what the config already does, names a
+    method.* knob the method does not read, or says raise/lower with a `now` that is not the config's value."""
+    from tuneforge.methods import REGISTRY
+
+    checked, problems = 0, []
+    for method in REGISTRY:
+        for edge in EDGE_SETTINGS:
+            cfg = load_config(None, ["name=x", "data.train=x.jsonl", f"method.name={method}"])
+            for key, value in edge.items():
+                *path, leaf = key.split(".")
+                setattr(_config_value(cfg, ".".join(path)), leaf, value)
+            for scenario, (rows, res) in _scenarios(method).items():
+                d = diagnose(rows, res, cfg)
+                assert d["advice"], (method, scenario, edge)
+                checked += len(d["advice"])
+                problems += [f"{method} / {scenario}: {p}" for p in contradictions(d["advice"], cfg)]
+    assert not problems, "\n".join(problems[:20])
+    assert checked > 400
+
+
+def test_the_checker_catches_a_contradiction() -> None:
+    cfg = load_config(None, ["name=x", "data.train=x.jsonl", "method.name=lora", "train.label_smoothing=0.1"])
+    assert contradictions(["train fewer weights (method.name: lora)"], cfg)
+    assert contradictions(["try train.label_smoothing: 0.1"], cfg)
+    assert contradictions(["raise method.layers (now 2; try 4)"], cfg)      # lora reads no method.layers
+    assert contradictions(["lower method.r (now 8; try 16)"], cfg)          # not lower
+    assert contradictions(["raise train.weight_decay (now 0.5; try 1)"], cfg)  # it is 0.01
+    assert not contradictions(["lower method.r (now 8; try 4) or lower train.lr"], cfg)
+
+
+def test_the_old_lora_embedding_advice_is_gone() -> None:
+    """A LoRA run whose embeddings drifted was told to "use method.name: lora"."""
+    cfg = load_config(None, ["name=x", "data.train=x.jsonl"])
+    rows, res = _scenarios("lora")["forgetting embedding_geometry"]
+    line = diagnose(rows, res, cfg)["advice"][-1]
+    assert "method.name: lora" not in line
+    assert "lower method.r (now 8; try 4)" in line and "raise forgetting.l2_to_base (now 0; try 0.01)" in line

@@ -99,13 +99,24 @@ def print_summary(run_dir: Path, results: dict[str, Any]) -> None:
         cells = "".join(f"{m[k]:>{width[k]}.4f}" if isinstance(m.get(k), (int, float)) else f"{'-':>{width[k]}}"
                         for k in keys)
         print(f"{label[stage]:<12}{split:<12}{cells}")
+    from .evaluation.analysis import headline_split
+    from .evaluation.verdict import paragraph
+
+    split = headline_split(results)
+    ci = results.get("final", {}).get(split or "", {}).get("ci", {})
+    if ci:
+        print(f"95% intervals (fine-tuned, {split}): "
+              + ", ".join(f"{k} {ci[k][0]:.3f}–{ci[k][1]:.3f}" for k in keys if k in ci))
     diag = results.get("diagnosis")
     if diag:
-        print(f"diagnosis: {diag['label']}" + (f" — {diag['advice'][0]}" if diag.get("advice") else ""))
+        print(f"diagnosis: {diag.get('summary', diag['label'])}" + (f" — {diag['advice'][0]}" if diag.get("advice")
+                                                                   else ""))
     t = results.get("training", {})
     if t:
         print(f"trained {t['steps']} steps in {t['train_seconds']:.1f}s ({t['tokens_per_s']:,.0f} tokens/s); "
               f"{t['trainable_params']:,} trainable of {t['total_params']:,} parameters")
+    print(f"verdict: {paragraph(results, task_class(results['task']))['text']}")
+    print(f"report: {run_dir / 'report.html'}")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -116,9 +127,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         width = max([20] + [len(k) + 2 for k in metrics])
+        ci = metrics.get("ci", {})
         for k, v in metrics.items():
             if isinstance(v, (int, float)):
-                print(f"{k:<{width}}{v:.4f}" if isinstance(v, float) else f"{k:<{width}}{v}")
+                interval = f"   95% CI {ci[k][0]:.4f}–{ci[k][1]:.4f}" if k in ci else ""
+                print(f"{k:<{width}}{v:.4f}{interval}" if isinstance(v, float) else f"{k:<{width}}{v}")
     return 0
 
 
@@ -177,6 +190,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve_command(args.run, host=args.host, port=args.port, redact_output=args.redact_output)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .recipes.report import report_command
+
+    return report_command(args.runs, args.out)
+
+
 def _cmd_sequence(args: argparse.Namespace) -> int:
     from .recipes.sequence import sequence_command
     from .training.distributed import refuse_launch
@@ -191,6 +210,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "scan": _cmd_scan,
     "chat": _cmd_chat, "compare": _cmd_compare, "export": _cmd_export, "sequence": _cmd_sequence,
     "serve": _cmd_serve,
+    "report": _cmd_report,
 }
 
 
@@ -260,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--redact-output", action="store_true", help="run the PII detector over generated text")
+
+    p = sub.add_parser("report", help="rebuild a run's report.html; several runs: also a side-by-side comparison")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--out", help="the comparison page (default: compare-A-vs-B.html beside the first run)")
     return parser
 
 

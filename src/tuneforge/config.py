@@ -163,9 +163,16 @@ class ForgettingConfig:
 class EvalConfig:
     base: bool = _f(True, doc="also evaluate the model before fine-tuning")
     max_new_tokens: int = _f(64, lo=1, hi=8192, doc="instruction: generation length")
-    samples: int = _f(5, lo=0, doc="sample generations (instruction) or mistakes (token_classification) kept "
-                      "in eval.json")
+    samples: int = _f(5, lo=0, doc="examples kept in eval.json and the report (instruction: sample generations; "
+                      "classification: the most confident mistakes; token_classification: mistakes)")
     batch_size: int = _f(64, lo=1, doc="evaluation batch size")
+    bootstrap: int = _f(1000, lo=0, hi=100000, doc="bootstrap resamples for the 95% intervals and paired tests "
+                        "(0: none)")
+    slices: list[str] = _f(factory=list, doc="record columns whose values the test metrics are also broken down "
+                           "by (besides the automatic slices: true label, input length, source file)")
+    calibrate: bool = _f(False, doc="classification: fit a temperature on validation; predict applies it")
+    baselines: bool = _f(True, doc="classification: also score the majority class and a linear probe on the "
+                         "frozen base embeddings")
 
 
 @dataclass

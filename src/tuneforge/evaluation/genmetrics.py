@@ -68,3 +68,47 @@ def generation_metrics(predictions: Sequence[str], references: Sequence[str],
     if pairs:
         out["fact_accuracy"] = sum(contains_fact(p, f) for p, f in pairs) / len(pairs)
     return out
+
+
+GENERATION_SCORES = ("exact_match", "token_f1", "rouge_l")
+
+
+def example_scores(prediction: str, reference: str, fact: str | None) -> dict[str, Any]:
+    """One answer's scores (a row of predictions/<split>.jsonl): generation_metrics averages these."""
+    out: dict[str, Any] = {"exact_match": exact_match(prediction, reference),
+                           "token_f1": round(token_f1(prediction, reference), 4),
+                           "rouge_l": round(rouge_l(prediction, reference), 4)}
+    if fact:
+        out["fact_hit"] = float(contains_fact(prediction, fact))
+    return out
+
+
+def generation_tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-example columns for the bootstrap: each score where generated, fact hits, loss sums and tokens."""
+    import numpy as np
+
+    gen = [r for r in rows if "rouge_l" in r]
+    cols = {"n": np.ones(len(rows)), "generated": np.array([float("rouge_l" in r) for r in rows]),
+            "fact_n": np.array([float("fact_hit" in r) for r in rows]),
+            "fact_hit": np.array([float(r.get("fact_hit", 0.0)) for r in rows]),
+            "loss": np.array([float(r.get("loss", 0.0)) for r in rows]),
+            "tokens": np.array([float(r.get("tokens", 0)) for r in rows])}
+    if gen:
+        cols.update({k: np.array([float(r.get(k, 0.0)) for r in rows]) for k in GENERATION_SCORES})
+    return cols
+
+
+def generation_summary(sums: dict[str, Any]) -> dict[str, Any]:
+    """Means of the scores over generated answers, fact accuracy over answers with a fact, perplexity."""
+    import numpy as np
+
+    def mean(num: Any, den: Any) -> Any:
+        den = np.asarray(den, dtype=float)
+        return np.divide(num, den, out=np.full(den.shape, np.nan), where=den > 0)
+
+    out: dict[str, Any] = {k: mean(sums[k], sums["generated"]) for k in GENERATION_SCORES if k in sums}
+    if np.any(np.asarray(sums["fact_n"]) > 0):
+        out["fact_accuracy"] = mean(sums["fact_hit"], sums["fact_n"])
+    if np.any(np.asarray(sums["tokens"]) > 0):
+        out["perplexity"] = np.exp(np.minimum(mean(sums["loss"], sums["tokens"]), 50.0))
+    return out

@@ -21,6 +21,7 @@ from torch import nn
 from ..data.reference import Reference
 from ..errors import TuneforgeError
 from ..evaluation.generation import greedy
+from ..models.anatomy import mean_pooled
 from ..tasks.base import pad_id, pad_right
 from ..tasks.textlm import TextLM, perplexity
 from ..training.device import autocast
@@ -121,10 +122,7 @@ class EmbeddingProbe:
         pooled = []
         for enc in self.batches:
             with autocast(self.device, self.dtype):
-                out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True)
-            hidden = out.hidden_states[-1].float()                          # (B, T, H)
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            pooled.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))  # (B, H)
+                pooled.append(mean_pooled(model, enc["input_ids"], enc["attention_mask"]))  # (B, H)
         model.train(was_training)
         emb = F.normalize(torch.cat(pooled), dim=-1)
         sims = emb @ emb.T

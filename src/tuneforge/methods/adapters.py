@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import TuneforgeError
-from .base import PARAMETER_EFFICIENT, Method, freeze_all
+from .base import PARAMETER_EFFICIENT, Method, freeze_all, suggest
 from .lora import modules_to_save
 
 if TYPE_CHECKING:
@@ -130,9 +130,9 @@ class AdapterMethod(Method):
     name = "adapter"
     family = PARAMETER_EFFICIENT
     saves_full_model = False
-    settings = ("adapter_style", "reduction", "dropout", "targets")
     frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
     default_lr = 1e-3
+    config_keys = ("reduction", "adapter_style", "dropout", "targets", "modules_to_save")
 
     def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
         names = find_targets(model, cfg.adapter_style, cfg.targets)
@@ -193,8 +193,23 @@ class AdapterMethod(Method):
                 "method.name=lora (or dora) for a model that merges into plain transformers weights")
 
     @classmethod
+    def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        if cfg is None:
+            return ["raise method.reduction (a smaller bottleneck)"]
+        parts = [suggest("method.reduction", cfg.reduction, cfg.reduction * 2),
+                 suggest("method.dropout", cfg.dropout, round(min(0.5, max(0.1, cfg.dropout * 2)), 2))]
+        return [" or ".join(p for p in parts if p)]
+
+    @classmethod
     def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
-        return ["train more of the model: method.name: lora or full"]
+        wider = suggest("method.reduction", cfg.reduction, max(1, cfg.reduction // 2)) + ", or " \
+            if cfg and cfg.reduction > 1 else ""
+        return [f"train more of the model: {wider}method.name: lora or full"]
+
+    @classmethod
+    def forgetting_advice(cls, cfg: "MethodConfig | None" = None) -> str:
+        narrower = suggest("method.reduction", cfg.reduction, cfg.reduction * 2) if cfg else ""
+        return f"{narrower} or lower train.lr" if narrower else "lower train.lr"
 
 
 @contextlib.contextmanager

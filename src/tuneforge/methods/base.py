@@ -33,7 +33,7 @@ class Method(ABC):
     frozen_base: ClassVar[bool] = False  # the base weights never update (speed may store them in bf16)
     scratch: ClassVar[bool] = False  # fresh random weights instead of the pretrained ones
     default_lr: ClassVar[float] = 1e-4  # a conventional learning rate (compare uses it across families)
-    settings: ClassVar[tuple[str, ...]] = ()  # the method.* keys it reads (the model card lists them)
+    config_keys: ClassVar[tuple[str, ...]] = ()  # the method.* settings it reads (its advice and the card name them)
     peft_format: ClassVar[bool] = False  # model/ is a PEFT adapter (PEFT's Auto classes, pipeline() and vLLM load it)
 
     @abstractmethod
@@ -76,8 +76,9 @@ class Method(ABC):
 
     @classmethod
     def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
-        """What to change in this method's settings when the run overfits."""
-        return ["raise dropout (method.dropout / train.model_dropout)"]
+        """What to change in this method's settings when the run overfits (never what the config already
+        says: tests/test_diagnosis.py checks every advice against the config, for every method)."""
+        return []
 
     @classmethod
     def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
@@ -85,14 +86,21 @@ class Method(ABC):
         return []
 
     @classmethod
-    def forgetting_advice(cls) -> str:
-        """How to train less destructively with this method (the end of the forgetting advice)."""
+    def forgetting_advice(cls, cfg: "MethodConfig | None" = None) -> str:
+        """How to train less destructively with this method (the end of the forgetting advice; '' if none)."""
         return "train fewer weights (method.name: lora)"
 
     @classmethod
     def compare_note(cls) -> str | None:
         """A caveat for compare.md when this method is in the comparison (None: nothing to say)."""
         return None
+
+
+def suggest(key: str, now: Any, to: Any) -> str:
+    """'raise KEY (now A; try B)' or 'lower KEY (now A; try B)'; '' when B is A (nothing to change)."""
+    if to == now:
+        return ""
+    return f"{'raise' if to > now else 'lower'} {key} (now {now:g}; try {to:g})"
 
 
 def task_of(task: Any) -> Any:

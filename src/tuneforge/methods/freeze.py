@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import TuneforgeError
 from ..models.anatomy import is_embedding, layer_stack
-from .base import Method, freeze_all
+from .base import freeze_all, suggest
 from .full import FullMethod
 
 if TYPE_CHECKING:
@@ -24,15 +24,23 @@ class FreezeMethod(FullMethod):
     """Only the top `method.layers` layers + head train; a full model is saved."""
 
     name = "freeze"
-    settings = ("layers",)
     default_lr = 2e-4
+    config_keys = ("layers",)
+
     @classmethod
     def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
-        return Method.overfit_advice(cfg)  # it trains few layers already: dropout, not "train fewer parameters"
+        layers = suggest("method.layers", cfg.layers, cfg.layers // 2) if cfg and cfg.layers > 1 else ""
+        return [f"train fewer layers: {layers}"] if layers else []
 
     @classmethod
     def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
-        return ["train more of the model: method.name: lora or full"]
+        layers = suggest("method.layers", cfg.layers, max(1, cfg.layers * 2)) + ", or " if cfg else ""
+        return [f"train more of the model: {layers}method.name: lora or full"]
+
+    @classmethod
+    def forgetting_advice(cls, cfg: "MethodConfig | None" = None) -> str:
+        layers = suggest("method.layers", cfg.layers, cfg.layers // 2) if cfg and cfg.layers > 1 else ""
+        return f"{layers} or lower train.lr" if layers else "lower train.lr"
 
     def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
         found = layer_stack(model)

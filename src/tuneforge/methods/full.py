@@ -45,7 +45,7 @@ class FullMethod(Method):
 
     @classmethod
     def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
-        return ["train fewer parameters: method.name: lora (or adapter), or raise train.model_dropout"]
+        return ["train fewer parameters: method.name: lora (or adapter)"]
 
 
 class ScratchMethod(FullMethod):
@@ -54,3 +54,15 @@ class ScratchMethod(FullMethod):
     name = "scratch"
     scratch = True
     default_lr = 5e-4
+
+    @classmethod
+    def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        return ["start from the pretrained weights (method.name: full or lora): scratch is the from-zero baseline"]
+
+    @classmethod
+    def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
+        return cls.overfit_advice(cfg)
+
+    @classmethod
+    def forgetting_advice(cls, cfg: "MethodConfig | None" = None) -> str:
+        return ""  # random weights hold no earlier knowledge to keep

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ContextManager
 from torch import nn
 
 from ..errors import TuneforgeError
-from .base import PARAMETER_EFFICIENT, Method, task_of
+from .base import PARAMETER_EFFICIENT, Method, suggest, task_of
 
 if TYPE_CHECKING:
     from ..config import MethodConfig
@@ -27,7 +27,7 @@ class LoraMethod(Method):
     frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
     default_lr = 1e-3  # full fine-tuning's 1e-4 barely moves LoRA
     peft_format = True
-    settings = ("r", "alpha", "dropout", "targets", "rslora", "modules_to_save")
+    config_keys = ("r", "alpha", "dropout", "targets", "rslora", "modules_to_save")
     use_dora = False
 
     def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
@@ -70,16 +70,19 @@ class LoraMethod(Method):
     def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
         if cfg is None:
             return ["lower method.r or raise method.dropout"]
-        return [f"lower method.r (now {cfg.r}; try {max(1, cfg.r // 2)}) or raise method.dropout"]
+        parts = [suggest("method.r", cfg.r, max(1, cfg.r // 2)),
+                 suggest("method.dropout", cfg.dropout, round(min(0.5, max(0.1, cfg.dropout * 2)), 2))]
+        return [" or ".join(p for p in parts if p)] if any(parts) else []
 
     @classmethod
     def underfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
-        r = f" (now {cfg.r}; try {cfg.r * 2})" if cfg else ""
-        return [f"raise method.r{r}, or use full fine-tuning (method.name: full)"]
+        r = suggest("method.r", cfg.r, cfg.r * 2) if cfg else "raise method.r"
+        return [f"{r}, or use full fine-tuning (method.name: full)"]
 
     @classmethod
-    def forgetting_advice(cls) -> str:
-        return "lower method.r or train.lr"
+    def forgetting_advice(cls, cfg: "MethodConfig | None" = None) -> str:
+        r = suggest("method.r", cfg.r, max(1, cfg.r // 2)) if cfg else "lower method.r"
+        return f"{r} or lower train.lr" if r else "lower train.lr"
 
 
 class DoraMethod(LoraMethod):

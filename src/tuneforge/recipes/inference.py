@@ -20,6 +20,7 @@ from ..config import Config
 from ..data.records import Record, read_records
 from ..errors import DataError, TuneforgeError
 from ..evaluation.generation import Sampling
+from ..evaluation.uncertainty import with_intervals
 from ..methods import get_method
 from ..models import loading
 from ..runs import reading
@@ -74,7 +75,10 @@ def evaluate_run(run_dir: Path, data: str) -> dict[str, Any]:
     device = pick_device()
     method = get_method(reading.read_meta(run_dir)["method"])  # preference: the model the run started from
     task.use_reference(model, method, lambda: start_model(cfg, loading.resolve(cfg.model), task, method).to(device))
-    return task.evaluate(model, examples, cfg.eval.batch_size, device, autocast_dtype(cfg.train.precision, device))
+    metrics, rows = task.evaluate_rows(model, examples, cfg.eval.batch_size, device,
+                                       autocast_dtype(cfg.train.precision, device))
+    return with_intervals(metrics, task.tally(rows) if rows else None, task.summarize, list(task.headline),
+                          cfg.eval.bootstrap, cfg.train.seed)  # 95% bootstrap intervals, as in eval.json
 
 
 def predict_run(run_dir: Path, texts: list[str] | None = None, data: str | None = None) -> list[dict[str, Any]]:

@@ -25,7 +25,10 @@ from ..config import Config, dump_yaml, to_dict
 from ..data.records import Record
 from ..data.splits import load_splits
 from ..errors import TuneforgeError
-from ..evaluation.report import write_outputs
+from ..evaluation import tblog
+from ..evaluation.analysis import analyze
+from ..evaluation.report import write_outputs, write_predictions
+from ..evaluation.slices import missing_columns
 from ..guards.diagnosis import diagnose
 from ..guards.diagnosis import summary_lines as diagnosis_lines
 from ..guards.forgetting import ForgettingGuard
@@ -76,6 +79,9 @@ def prepare(cfg: Config, log: RunLog | None = None, splits: dict[str, list[Recor
         return vet(given, cfg, kind)
 
     splits, audit = engine.on_main(vetted)
+    problem = missing_columns(cfg.eval.slices, splits.get("test") or splits.get("validation") or [])
+    if problem:
+        raise TuneforgeError(f"`eval.slices`: {problem}")
     if log is not None:
         for line in summary_lines(audit):
             log.note(line)
@@ -202,7 +208,9 @@ class Ready:
     dtype: torch.dtype | None
     guard: Any
     base: dict[str, Any] | None
-    pretrained: dict[str, Any] | None = None  # a continued run: the pretrained model, before the earlier run
+    pretrained: dict[str, Any] | None  # a continued run: the pretrained model, before the earlier run
+    base_rows: dict[str, list[dict[str, Any]]]
+    baseline_rows: dict[str, dict[str, list[dict[str, Any]]]]
 
 
 def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE) -> Ready:
@@ -233,16 +241,37 @@ def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE) -> 
     for line in lines:
         if line:
             log.note(line)
-    base = None
+    base, base_rows, baseline_rows = None, {}, {}
     if cfg.eval.base:
-        base = {name: engine.evaluate(task, model, ex, cfg.eval.batch_size, device, dtype)
-                for name, ex in _eval_sets(prep).items()}
+        base, base_rows = _evaluate_sets(task, model, _eval_sets(prep), cfg, device, dtype, engine)
+    if cfg.eval.baselines and _eval_sets(prep) and engine.size == 1:  # a lone forward on one rank would hang
+        t0 = time.perf_counter()
+        baseline_rows = task.baselines(None if method.scratch else model, prep.encoded["train"], _eval_sets(prep),
+                                       cfg.eval.batch_size, device, dtype)  # scratch: no pretrained features
+        if baseline_rows:
+            log.note(f"baselines ({', '.join(baseline_rows)}) in {time.perf_counter() - t0:.1f}s")
     pretrained = pretrained_evaluation(prep, method, device, dtype) if base is not None and cfg.init_from else None
     previous = earlier_tasks(task, engine)
     guard = engine.call(model, lambda m: ForgettingGuard.start(  # "before" probe, replay mix, EWC/L2
         cfg, task, prep.encoded["train"], m, device, dtype, log, previous=previous)) if engine.sharded else \
         ForgettingGuard.start(cfg, task, prep.encoded["train"], model, device, dtype, log, previous=previous)
-    return Ready(model, device, dtype, guard, base, pretrained)
+    return Ready(model, device, dtype, guard, base, pretrained, base_rows, baseline_rows)
+
+
+def _evaluate_sets(task: Any, model: torch.nn.Module, sets: dict[str, list[Any]], cfg: Config, device: torch.device,
+                   dtype: torch.dtype | None, engine: Engine = SINGLE
+                   ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """(metrics, per-example rows) of each split. On several processes the split is evaluated in shares and
+    gathered, without per-example rows (the report then has no slices, paired tests or intervals)."""
+    metrics, rows = {}, {}
+    for name, ex in sets.items():
+        if engine.size > 1:
+            metrics[name] = engine.evaluate(task, model, ex, cfg.eval.batch_size, device, dtype)
+            continue
+        metrics[name], r = task.evaluate_rows(model, ex, cfg.eval.batch_size, device, dtype)
+        if r is not None:
+            rows[name] = r
+    return metrics, rows
 
 
 def pretrained_evaluation(prep: Prepared, method: Any, device: torch.device,
@@ -291,7 +320,9 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
                         engine: Engine = SINGLE) -> dict[str, Any]:
     cfg, task = prep.cfg, prep.task
     model, device, dtype, guard = ready.model, ready.device, ready.dtype, ready.guard
-    results: dict[str, Any] = {"task": cfg.task, "method": method.name, "model": cfg.model}
+    results: dict[str, Any] = {"run": cfg.name, "task": cfg.task, "method": method.name, "model": cfg.model,
+                               "data": {k: {"file": _data_file(getattr(cfg.data, k), k), "n": len(v)}
+                                        for k, v in prep.splits.items()}}
     if engine.size > 1:
         results["distributed"] = {**engine.summary(), "batch_per_device": cfg.train.batch_size,
                                   "effective_batch": engine.global_batch(cfg.train.batch_size) * cfg.train.grad_accum}
@@ -306,8 +337,7 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
                   device, dtype, regularizer=guard.regularizer, checkpointer=checkpointer,
                   eval_batch_size=cfg.eval.batch_size, directions=task.metrics, engine=engine)
 
-    final = {name: engine.evaluate(task, model, ex, cfg.eval.batch_size, device, dtype)
-             for name, ex in _eval_sets(prep).items()}
+    final, final_rows = _evaluate_sets(task, model, _eval_sets(prep), cfg, device, dtype, engine)
     final["train"] = engine.evaluate(task, model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size,
                                      device, dtype)
     results.update({"final": final, "training": _training_summary(outcome, model), "history": outcome.state.history,
@@ -321,6 +351,14 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
     distributed.done()  # the last step every rank takes: from here rank 0 works alone
     if not engine.main:
         return results
+    rows = {"base": ready.base_rows, "final": final_rows}
+    t0 = time.perf_counter()
+    fields = {r.where: r.fields for records in prep.splits.values() for r in records} if cfg.eval.slices else {}
+    temperature = analyze(task, results, rows, ready.baseline_rows, fields, cfg.eval, cfg.train.seed)
+    if temperature != 1.0:
+        task.set_temperature(temperature)
+        log.note(f"eval.calibrate: temperature {temperature:g} (predict divides the logits by it)")
+    log.note(f"intervals, paired tests, slices and calibration in {time.perf_counter() - t0:.1f}s")
     if forgetting is not None:
         results["forgetting"] = forgetting
     results["diagnosis"] = diagnose(reading.read_metrics(run_dir), results, cfg)
@@ -328,6 +366,9 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
         log.note(line)
     save_model(model if weights is None else consolidated(prep, method, weights), method, prep, run_dir, results,
                log.note)
+    write_predictions(run_dir, rows)
+    tblog.write(log, task, to_dict(cfg), dump_yaml(cfg), results, final_rows, outcome.state.step)
+    results["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
     write_outputs(run_dir, results)
     return results
 
@@ -341,6 +382,13 @@ def consolidated(prep: Prepared, method: Any, weights: dict[str, torch.Tensor]) 
         for name, value in weights.items():
             params[name].copy_(value)
     return model
+
+
+def _data_file(spec: Any, split: str) -> str:
+    """How a split was given: its file, or the fraction of data.train it was split off."""
+    if isinstance(spec, str) and spec:
+        return spec
+    return "data.train" if split == "train" else f"{spec:g} of data.train" if isinstance(spec, float) else str(spec)
 
 
 def _training_summary(outcome: Any, model: torch.nn.Module) -> dict[str, Any]:

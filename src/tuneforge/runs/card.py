@@ -137,7 +137,7 @@ def _vetting_section(audit: dict[str, Any]) -> str:
 
 def _hyper_section(cfg: Any, method: Any) -> str:
     rows = []
-    for section, keys in {"method": ("name",) + method.settings, **HYPERPARAMETERS}.items():
+    for section, keys in {"method": ("name",) + method.config_keys, **HYPERPARAMETERS}.items():
         values = getattr(cfg, section)
         for key in keys:
             value = getattr(values, key)

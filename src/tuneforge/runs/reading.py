@@ -128,3 +128,15 @@ def data_hashes(cfg: "Config") -> dict[str, str]:
 def recorded_hashes(run_dir: Path) -> dict[str, str] | None:
     """The data hashes a run recorded when it started (None when it recorded none)."""
     return read_saved_config(run_dir)[1].get("data_sha256")
+
+
+def read_predictions(run_dir: Path, split: str, stage: str = "final") -> list[dict[str, Any]] | None:
+    """predictions/<split>.jsonl (stage "final") or predictions/<stage>-<split>.jsonl; None when absent."""
+    path = run_dir / "predictions" / (f"{split}.jsonl" if stage == "final" else f"{stage}-{split}.jsonl")
+    if not path.is_file():
+        return None
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        raise TuneforgeError(f"cannot read {path} ({type(e).__name__}); the run is damaged: train it again "
+                             "with --overwrite") from None

@@ -26,7 +26,8 @@ FINISHED_MARK = "eval.json"  # a run is complete once eval.json exists
 LOCK = ".lock"
 # Everything tuneforge itself writes at the top of a run directory (train, report, export).
 RUN_ENTRIES = frozenset({"config.yaml", "data_audit.json", "metrics.jsonl", "eval.json", "report.html",
-                         "curves.png", LOCK, "tb", "checkpoints", "model", "export"})
+                         "curves.png", LOCK, "tb", "checkpoints", "model", "export", "predictions"})
+PLOT_PREFIXES = ("confusion_", "reliability_")  # per-split plots: confusion_test.png, reliability_test.png
 # Files only a tuneforge run has; a directory with none of them is not recognisably a run.
 MARKERS = ("config.yaml", "data_audit.json", "metrics.jsonl", "eval.json", LOCK)
 REPLACED = ".replaced-"  # `.NAME.replaced-PID`: an old run moved aside while --overwrite replaces it
@@ -100,7 +101,7 @@ def not_a_run(run_dir: Path) -> str:
 
 def _ours(name: str) -> bool:
     """A top-level name tuneforge writes in a run directory (temp files of atomic writes included)."""
-    return name in RUN_ENTRIES or (name.startswith("confusion_") and name.endswith(".png")) \
+    return name in RUN_ENTRIES or (name.startswith(PLOT_PREFIXES) and name.endswith(".png")) \
         or (name.startswith(".") and (name.endswith(".tmp") or name.startswith(".model.")))
 
 

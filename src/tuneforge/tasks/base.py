@@ -92,6 +92,16 @@ class Task(ABC):
     # evaluate = merge_shards of evaluate_shard over parts of a split: a distributed run evaluates a share of
     # the examples on each process and gathers the parts (False: every process evaluates the whole split)
     shards_evaluation: ClassVar[bool] = False
+    # Which keys of a split's metrics hold lists of examples the report shows (each a list of dicts), and
+    # the section title for each; any other list of dicts the report finds is shown under its own key.
+    showcase: ClassVar[dict[str, str]] = {"samples": "Sample outputs"}
+    # The fields of a shown example (and of a prediction row) that hold the model's output: the report puts
+    # the base model's output for the same example beside them.
+    output_fields: ClassVar[tuple[str, ...]] = ()
+    # The per-example column of `tally` that is 1 where the prediction is right (McNemar's test between two
+    # models uses it); None: compare models with the paired bootstrap only.
+    correct_column: ClassVar[str | None] = None
+    calibratable: ClassVar[bool] = False  # `scores` are logits that temperature scaling (eval.calibrate) fits
 
     notes: list[str]  # what encoding found worth telling (truncation, ...), for the run log
 
@@ -283,3 +293,57 @@ class Task(ABC):
         """(task, examples) replay mixes in and the EWC Fisher is computed on, from the reference text
         (None: this task has no use for it; a continued run replays its earlier tasks instead)."""
         return None
+
+    # ------------------------------------------------------------------ per-example results (evaluation/)
+    # What confidence intervals, paired tests, slices, calibration and the report read. A task without
+    # per-example rows still trains and evaluates; its numbers just come without intervals.
+    def evaluate_rows(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+                      dtype: torch.dtype | None) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+        """`evaluate`'s metrics and one JSON-ready row per example (predictions/<split>.jsonl), each with
+        "where" (file:line) and "length" (input tokens) besides what `tally` reads; None: no rows."""
+        return self.evaluate(model, examples, batch_size, device, dtype), None
+
+    @classmethod
+    def tally(cls, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Per-example additive columns ({name: (n,) array}) whose sums `summarize` turns into the metrics."""
+        return None
+
+    @classmethod
+    def summarize(cls, sums: dict[str, Any]) -> dict[str, Any]:
+        """Metric values from column sums; every sum may carry a leading resample axis (numpy broadcasting)."""
+        return {}
+
+    @classmethod
+    def auto_slices(cls, rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+        """Task-defined slices of the examples (e.g. by true label): slice name -> one value per row."""
+        return {}
+
+    @classmethod
+    def slice_metrics(cls, slicing: str, metrics: list[str]) -> list[str]:
+        """The metrics that mean something within one slice of `slicing` (default: all of them)."""
+        return metrics
+
+    @classmethod
+    def scores(cls, rows: list[dict[str, Any]]) -> Any | None:
+        """evaluation.calibration.Scores (class names, 0/1 truth, logits) for calibration and PR curves."""
+        return None
+
+    @classmethod
+    def direction(cls, metric: str) -> str:
+        """"min" or "max": how `metric` improves (declared in `metrics`, else by its name)."""
+        if metric in cls.metrics:
+            return cls.metrics[metric]
+        return "min" if any(w in metric for w in ("loss", "perplexity", "error", "mse", "mae")) else "max"
+
+    def set_temperature(self, temperature: float) -> None:
+        """Scale logits by 1/temperature in `predict` (eval.calibrate); saved by `metadata`."""
+
+    def embed(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+              dtype: torch.dtype | None) -> Any | None:
+        """(n, d) numpy features of the frozen model for a linear probe baseline (None: no such baseline)."""
+        return None
+
+    def baselines(self, model: nn.Module, train: list[Any], eval_sets: dict[str, list[Any]], batch_size: int,
+                  device: torch.device, dtype: torch.dtype | None) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """{baseline name: {split: rows}}: simple predictors to beat, scored like the model (evaluation/)."""
+        return {}

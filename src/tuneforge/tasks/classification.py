@@ -17,7 +17,9 @@ from torch import nn
 
 from ..data.records import Record, is_blank, missing_column, preview, preview_list
 from ..errors import DataError, TuneforgeError, show
-from ..evaluation.metrics import CLASSIFICATION_DIRECTIONS, classification_metrics
+from ..evaluation.metrics import (CLASSIFICATION_DIRECTIONS, classification_metrics, classification_summary,
+                                  classification_tally)
+from ..methods.base import suggest
 from ..models.anatomy import set_dropout
 from ..training.device import autocast
 from .base import EarlierRun
@@ -33,6 +35,7 @@ class Example:
     ids: list[int]
     label: Any  # int, or a 0/1 list for multi-label
     where: str
+    text: str = ""  # the (redacted) input, for the report's misclassified examples
 
 
 LABEL_TYPES = "labels are text or integers, or a list of them per record (multi-label)"
@@ -109,13 +112,20 @@ class ClassificationTask(TextTask):
     curve_metric = "f1_macro"
     metrics = CLASSIFICATION_DIRECTIONS  # `n` (a count) is computed too, but is no metric
     shards_evaluation = True
+    showcase = {"errors": "Misclassified examples, most confident first"}
+    output_fields = ("predicted",)
+    correct_column = "correct"
+    calibratable = True
 
     def __init__(self, tokenizer: Any, labels: list[str], text_col: str, label_col: str,
-                 max_length: int, multi_label: bool = False, label_smoothing: float = 0.0):
+                 max_length: int, multi_label: bool = False, label_smoothing: float = 0.0, samples: int = 5,
+                 temperature: float = 1.0):
         super().__init__(tokenizer, text_col, max_length, torch.float if multi_label else torch.long,
                          "multi_label_classification" if multi_label else "single_label_classification")
         self.labels, self.multi_label, self.label_col = labels, multi_label, label_col
         self.label_smoothing = label_smoothing
+        self.samples = samples  # misclassified examples kept in eval.json (eval.samples)
+        self.temperature = temperature  # predict's logits / temperature (eval.calibrate)
         self.index = {name: i for i, name in enumerate(labels)}
 
     # ------------------------------------------------------------------ the config's questions
@@ -137,7 +147,10 @@ class ClassificationTask(TextTask):
 
     @classmethod
     def overfit_advice(cls, cfg: "Config | None") -> list[str]:
-        return ["try train.label_smoothing: 0.1"]
+        now = cfg.train.label_smoothing if cfg is not None else 0.0
+        if not now:
+            return ["try train.label_smoothing: 0.1"]
+        return [suggest("train.label_smoothing", now, round(min(0.3, now + 0.1), 2))] if now < 0.3 else []
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -145,7 +158,7 @@ class ClassificationTask(TextTask):
         """Labels from the training data; continuing an earlier run (init_from), a new head beside its heads."""
         labels, multi = label_set(train_records, cfg.data.label)
         task = cls(tokenizer, labels, cfg.data.text, cfg.data.label, cfg.data.max_length,
-                   multi_label=multi, label_smoothing=cfg.train.label_smoothing)
+                   multi_label=multi, label_smoothing=cfg.train.label_smoothing, samples=cfg.eval.samples)
         if not cfg.init_from:
             return task
         if task.multi_label:
@@ -156,14 +169,21 @@ class ClassificationTask(TextTask):
     @classmethod
     def from_saved(cls, cfg: "Config", tokenizer: Any, meta: dict[str, Any]) -> "ClassificationTask":
         task = cls(tokenizer, meta["labels"], cfg.data.text, cfg.data.label, cfg.data.max_length,
-                   multi_label=meta.get("multi_label", False))
+                   multi_label=meta.get("multi_label", False), samples=cfg.eval.samples,
+                   temperature=float(meta.get("temperature", 1.0)))
         if meta.get("heads"):  # a continued run: one shared head, this task's slice of it
             return HeadTask.wrap(task, meta["offset"], meta["heads"])
         return task
 
     def metadata(self) -> dict[str, Any]:
         """What model/tuneforge.json must hold to rebuild this task at predict time."""
-        return {"labels": self.labels, "multi_label": self.multi_label}
+        meta: dict[str, Any] = {"labels": self.labels, "multi_label": self.multi_label}
+        if self.temperature != 1.0:  # eval.calibrate: predict (and any server) divides the logits by it
+            meta["temperature"] = self.temperature
+        return meta
+
+    def set_temperature(self, temperature: float) -> None:
+        self.temperature = temperature
 
     @property
     def model_labels(self) -> list[str]:
@@ -181,7 +201,7 @@ class ClassificationTask(TextTask):
     def encode(self, records: list[Record], split: str = "train") -> list[Example]:
         ids = self.token_ids(records)
         labels = [self._label(r, split) for r in records]
-        return [Example(i, y, r.where) for i, y, r in zip(ids, labels, records)]
+        return [Example(i, y, r.where, r.fields[self.text_col]) for i, y, r in zip(ids, labels, records)]
 
     def encode_unlabelled(self, records: list[Record]) -> list[Example]:
         """For prediction: text only; the label slot holds a placeholder that is never read."""
@@ -216,31 +236,129 @@ class ClassificationTask(TextTask):
         """Loss and every metric on `examples` (model left in train mode afterwards if it was)."""
         return self.merge_shards([self.evaluate_shard(model, examples, batch_size, device, dtype)], examples)
 
-    @torch.no_grad()
     def evaluate_shard(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
                        dtype: torch.dtype | None) -> dict[str, Any]:
-        """Summed loss, predictions and true labels of `examples` (one process's part of a split)."""
+        """Summed loss and logits of `examples` (one process's part of a split)."""
+        total, logits = self._forward(model, examples, batch_size, device, dtype)
+        return {"loss_sum": total, "logits": logits.numpy()}
+
+    @torch.no_grad()
+    def _forward(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                 dtype: torch.dtype | None) -> tuple[float, torch.Tensor]:
+        """(summed loss, logits (n, classes) in example order); the model left in train mode if it was."""
         was_training = model.training
         model.eval()
-        total, preds, truth = 0.0, [], []
+        total, logits = 0.0, torch.zeros((len(examples), len(self.labels)))
         for idx in self.batches(examples, batch_size):
             batch = self.collate(examples, idx, device)
             with autocast(device, dtype):
-                logits = self.logits(model, batch).float()
-            total += self._loss_sum(logits, batch["labels"])
-            preds.append(self._decide(logits).cpu())
-            truth.append(batch["labels"].cpu())
+                out = self.logits(model, batch).float()
+            total += self._loss_sum(out, batch["labels"])
+            logits[idx] = out.cpu()
         model.train(was_training)
-        empty = torch.zeros((0, len(self.labels)) if self.multi_label else (0,), dtype=torch.long)
-        return {"loss_sum": total, "pred": torch.cat(preds).numpy() if preds else empty.numpy(),
-                "true": torch.cat(truth).long().numpy() if truth else empty.numpy()}
+        return total, logits
 
     def merge_shards(self, shards: list[dict[str, Any]], examples: list[Example]) -> dict[str, Any]:
-        y_true = np.concatenate([s["true"] for s in shards])
-        y_pred = np.concatenate([s["pred"] for s in shards])
-        metrics = classification_metrics(y_true, y_pred, self.labels)
+        """The metrics of the whole split from its parts (contiguous shares, in the examples' order)."""
+        logits = torch.from_numpy(np.concatenate([s["logits"] for s in shards]))
+        y_true = np.array([e.label for e in examples], dtype=int)
+        metrics = classification_metrics(y_true, self._decide(logits).numpy(), self.labels)
         metrics["loss"] = sum(s["loss_sum"] for s in shards) / max(len(examples), 1)
         return metrics
+
+    def evaluate_rows(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                      dtype: torch.dtype | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The metrics, the most confident mistakes ("errors"), and a row per example: where, length, text,
+        label, predicted, confidence, probs and logits."""
+        total, logits = self._forward(model, examples, batch_size, device, dtype)
+        y_true = np.array([e.label for e in examples], dtype=int)
+        metrics = classification_metrics(y_true, self._decide(logits).numpy(), self.labels)
+        metrics["loss"] = total / max(len(examples), 1)
+        rows = self.prediction_rows(examples, self._probs(logits).numpy(), logits.numpy())
+        wrong = sorted((r for r in rows if r["label"] != r["predicted"]), key=lambda r: -r["confidence"])
+        metrics["errors"] = [{k: r[k] for k in ("where", "text", "label", "predicted", "confidence")}
+                             for r in wrong[:self.samples]]
+        return metrics, rows
+
+    def prediction_rows(self, examples: list[Example], probs: np.ndarray,
+                        logits: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """One row per example for predictions/<split>.jsonl (and the baselines, scored the same way)."""
+        rows = []
+        for j, e in enumerate(examples):
+            p = probs[j]
+            row: dict[str, Any] = {"where": e.where, "length": len(e.ids), "text": e.text,
+                                   "label": self._names(e.label), "predicted": self._names(self._pick(p)),
+                                   "confidence": round(float(p.max()), 4),
+                                   "probs": {n: round(float(v), 4) for n, v in zip(self.labels, p)}}
+            if logits is not None:
+                row["logits"] = [round(float(v), 4) for v in logits[j]]
+            rows.append(row)
+        return rows
+
+    def _names(self, label: Any) -> Any:
+        return [self.labels[k] for k, v in enumerate(label) if v] if self.multi_label else self.labels[int(label)]
+
+    def _pick(self, p: np.ndarray) -> Any:
+        return (p > 0.5).astype(int).tolist() if self.multi_label else int(np.argmax(p))
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        z = logits / self.temperature
+        return torch.sigmoid(z) if self.multi_label else z.softmax(-1)
+
+    # ------------------------------------------------------------------ per-example results (evaluation/)
+    @classmethod
+    def tally(cls, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return classification_tally(rows, list(rows[0]["probs"])) if rows else None
+
+    @classmethod
+    def summarize(cls, sums: dict[str, Any]) -> dict[str, Any]:
+        return classification_summary(sums)
+
+    @classmethod
+    def auto_slices(cls, rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+        return {"true label": [", ".join(r["label"]) if isinstance(r["label"], list) else str(r["label"])
+                               for r in rows]}
+
+    @classmethod
+    def slice_metrics(cls, slicing: str, metrics: list[str]) -> list[str]:
+        """Within one true class, macro precision/recall/F1 average over classes that are not there (a
+        slice of 100 negatives read "precision_macro 0.333"): only accuracy, which is that class's recall."""
+        return [m for m in metrics if m == "accuracy"] if slicing == "true label" else metrics
+
+    @classmethod
+    def scores(cls, rows: list[dict[str, Any]]) -> Any | None:
+        from ..evaluation.calibration import Scores
+
+        if not rows or "logits" not in rows[0]:
+            return None
+        names = list(rows[0]["probs"])
+        truth = np.array([[float(n in (r["label"] if isinstance(r["label"], list) else [r["label"]]))
+                           for n in names] for r in rows])
+        return Scores(names, truth, np.array([r["logits"] for r in rows], dtype=float),
+                      isinstance(rows[0]["label"], list))
+
+    def baselines(self, model: nn.Module, train: list[Example], eval_sets: dict[str, list[Example]],
+                  batch_size: int, device: torch.device, dtype: torch.dtype | None
+                  ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """The majority class, and a linear probe on the frozen model's embeddings (evaluation/baselines.py)."""
+        from ..evaluation.baselines import linear_probe, majority_probs, probe_sample
+
+        if self.multi_label or not train:
+            return {}
+        y = np.array([e.label for e in train], dtype=int)
+        prior = majority_probs(y, len(self.labels))
+        majority = np.zeros(len(self.labels))
+        majority[int(np.argmax(prior))] = 1.0
+        out = {"majority class": {s: self.prediction_rows(ex, np.tile(majority, (len(ex), 1)))
+                                  for s, ex in eval_sets.items()}}
+        sample = [train[i] for i in probe_sample(len(train), seed=0)]
+        if len({e.label for e in sample}) > 1:
+            feats = {s: self.embed(model, ex, batch_size, device, dtype) for s, ex in eval_sets.items()}
+            x_train = self.embed(model, sample, batch_size, device, dtype)
+            probs = linear_probe(x_train, np.array([e.label for e in sample]), feats, len(self.labels))
+            out[f"linear probe ({len(sample):,} train)"] = {s: self.prediction_rows(ex, probs[s])
+                                                            for s, ex in eval_sets.items()}
+        return out
 
     def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
         if self.multi_label:
@@ -253,21 +371,19 @@ class ClassificationTask(TextTask):
     @torch.no_grad()
     def predict(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
                 dtype: torch.dtype | None) -> list[dict[str, Any]]:
-        """Per example, in input order: the predicted label(s) and the class probabilities."""
+        """Per example, in input order: the predicted label(s) and the class probabilities (calibrated by
+        the run's temperature when eval.calibrate fitted one)."""
         model.eval()
         out: list[dict[str, Any]] = [{} for _ in examples]
         for idx in self.batches(examples, batch_size):
             batch = self.collate(examples, idx, device)
             with autocast(device, dtype):
                 logits = self.logits(model, batch).float()
-            probs = torch.sigmoid(logits) if self.multi_label else logits.softmax(-1)
+            probs = self._probs(logits)
             for j, i in enumerate(idx):
                 p = probs[j].tolist()
-                if self.multi_label:
-                    label: Any = [self.labels[k] for k, v in enumerate(p) if v > 0.5]
-                else:
-                    label = self.labels[int(np.argmax(p))]
-                out[i] = {"label": label, "probs": dict(zip(self.labels, (round(v, 4) for v in p)))}
+                out[i] = {"label": self._names(self._pick(np.array(p))),
+                          "probs": dict(zip(self.labels, (round(v, 4) for v in p)))}
         return out
 
 
@@ -281,7 +397,8 @@ class HeadTask(ClassificationTask):
     @classmethod
     def wrap(cls, task: ClassificationTask, offset: int, heads: list[dict[str, Any]]) -> "HeadTask":
         return cls(task.tokenizer, task.labels, task.text_col, task.label_col, task.max_length,
-                   multi_label=task.multi_label, label_smoothing=task.label_smoothing, offset=offset, heads=heads)
+                   multi_label=task.multi_label, label_smoothing=task.label_smoothing, samples=task.samples,
+                   temperature=task.temperature, offset=offset, heads=heads)
 
     @property
     def model_labels(self) -> list[str]:

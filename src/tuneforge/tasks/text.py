@@ -16,6 +16,7 @@ from torch import nn
 from ..data.records import Record, require_text
 from ..models import anatomy
 from ..models import loading
+from ..training.device import autocast
 from .base import Task, pad_id, pad_right
 
 if TYPE_CHECKING:
@@ -71,6 +72,25 @@ class TextTask(Task):
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    @torch.no_grad()
+    def embed(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+              dtype: torch.dtype | None) -> Any:
+        """(n, hidden) mean-pooled last-layer embeddings (numpy), in example order: the linear probe's input."""
+        import numpy as np
+
+        was_training = model.training
+        model.eval()
+        out = np.zeros((len(examples), 0), dtype=np.float32)
+        for idx in self.batches(examples, batch_size):
+            batch = self.collate(examples, idx, device)
+            with autocast(device, dtype):
+                pooled = anatomy.mean_pooled(model, batch["input_ids"], batch["attention_mask"]).cpu().numpy()
+            if out.shape[1] == 0:
+                out = np.zeros((len(examples), pooled.shape[1]), dtype=np.float32)
+            out[idx] = pooled
+        model.train(was_training)
+        return out
 
     # ------------------------------------------------------------------ the model
     def load_model(self, cfg: "Config", source: "ModelSource", method: Any) -> nn.Module:

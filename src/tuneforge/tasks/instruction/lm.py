@@ -36,6 +36,31 @@ def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     return rows
 
 
+def fill_rows(seqs: Sequence[tuple[Sequence[int], Sequence[int]]], rows: list[list[int]],
+              pad: int) -> dict[str, torch.Tensor]:
+    """(ids, labels) sequences laid out in rows (indices per row, e.g. from pack_rows), as (rows, width)
+    tensors: input_ids, labels, position_ids (restarting at 0 per sequence; a row's trailing padding is a
+    block of its own), real (1 = a real token) and example (each token's sequence index, -1 on padding)."""
+    width = max(sum(len(seqs[j][0]) for j in row) for row in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    real = torch.zeros((len(rows), width), dtype=torch.long)
+    which = torch.full((len(rows), width), -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for j in row:
+            n = len(seqs[j][0])
+            ids[r, at:at + n] = torch.tensor(seqs[j][0])
+            labels[r, at:at + n] = torch.tensor(seqs[j][1])
+            pos[r, at:at + n] = torch.arange(n)
+            real[r, at:at + n] = 1
+            which[r, at:at + n] = j
+            at += n
+        pos[r, at:] = torch.arange(width - at)
+    return {"input_ids": ids, "labels": labels, "position_ids": pos, "real": real, "example": which}
+
+
 def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
     """Indices into labels.reshape(-1) of the positions t whose next token (t + 1, same row) has a label.
 
@@ -56,8 +81,11 @@ def unpack(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {k: torch.zeros((len(segs), width), dtype=torch.long, device=batch["input_ids"].device)
            for k in ("input_ids", "position_ids", "real")}
     out["labels"] = torch.full_like(out["input_ids"], IGNORE)
+    keys = ("input_ids", "labels", "position_ids", "real") + (("example",) if "example" in batch else ())
+    if "example" in batch:
+        out["example"] = torch.full_like(out["input_ids"], -1)
     for s, (r, a, b) in enumerate(segs):
-        for k in ("input_ids", "labels", "position_ids", "real"):
+        for k in keys:
             out[k][s, :b - a] = batch[k][r, a:b]
     out["attention_mask"] = out["real"].clone()
     return out
@@ -78,7 +106,7 @@ def lm_logits(head: nn.Module, hidden: torch.Tensor, config: Any = None) -> torc
 def chunked_cross_entropy(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
                           config: Any = None, chunk: int = CE_CHUNK, reduction: str = "sum") -> torch.Tensor:
     """Cross-entropy of head(hidden) vs targets, CE_CHUNK positions at a time: summed, or (reduction "none")
-    one value per position (the preference task sums them per sequence).
+    one value per position (the preference task sums them per sequence, evaluation per example).
 
     With several chunks under autograd each chunk is checkpointed: only one chunk's logits
     (chunk × vocab) exist at any time, at the price of recomputing the head in backward.

@@ -21,7 +21,7 @@ from torch import nn
 from ...data.records import Record
 from ...errors import DataError
 from ...evaluation.generation import greedy
-from ...evaluation.genmetrics import generation_metrics
+from ...evaluation.genmetrics import example_scores, generation_metrics, generation_summary, generation_tally
 from ...evaluation.structured import load_schema, structured_metrics
 from ...models import loading
 from ...models.anatomy import body_and_head, model_config
@@ -32,7 +32,7 @@ from .conversations import Conversations
 from .formatting import fit_window  # noqa: F401  (tests import it from here)
 from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, detect_format, layout_notes, stop_token_ids,
                          template_with_system, text_field)
-from .lm import IGNORE, chunked_cross_entropy, pack_rows, packing_probe, supervised_positions, unpack
+from .lm import IGNORE, chunked_cross_entropy, fill_rows, pack_rows, packing_probe, supervised_positions, unpack
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -72,6 +72,8 @@ class InstructionTask(Conversations, Task):
     metrics = {"loss": "min", "perplexity": "min"}
     generates = True
     pipeline_tag = "text-generation"
+    showcase = {"samples": "Sample generations next to the references"}
+    output_fields = ("generated",)
 
     def __init__(self, tokenizer: Any, fmt: Formatting, packing: bool | str = "auto", max_new_tokens: int = 64,
                  samples: int = 5, schema: Any = None):
@@ -243,28 +245,14 @@ class InstructionTask(Conversations, Task):
         seqs = [examples[i] for i in idx]
         rows = pack_rows([len(e.ids) for e in seqs], self.fmt.max_length) if self.packing \
             else [[j] for j in range(len(seqs))]
-        width = max(sum(len(seqs[j].ids) for j in row) for row in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-        pos = torch.zeros((len(rows), width), dtype=torch.long)
-        real = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            at = 0
-            for j in row:
-                n = len(seqs[j].ids)
-                ids[r, at:at + n] = torch.tensor(seqs[j].ids)
-                labels[r, at:at + n] = torch.tensor(seqs[j].labels)
-                pos[r, at:at + n] = torch.arange(n)
-                real[r, at:at + n] = 1
-                at += n
-            pos[r, at:] = torch.arange(width - at)  # padding: a block of its own
-        batch = {"input_ids": ids, "labels": labels, "position_ids": pos, "real": real}
+        batch = fill_rows([(e.ids, e.labels) for e in seqs], rows, pad)
         if not self.packing:
-            batch["attention_mask"] = real.clone()
-        batch["supervised_at"] = supervised_positions(labels)
-        out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        out["n_real"] = real.sum()  # stays on the CPU: counting tokens must not wait for the accelerator
+            batch["attention_mask"] = batch["real"].clone()
+        batch["supervised_at"] = supervised_positions(batch["labels"])
+        out = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "example"}
+        out["example"] = batch["example"]  # stays on the CPU, like n_real: only evaluation reads it
+        out["n_real"] = batch["real"].sum()  # stays on the CPU: counting tokens must not wait for the accelerator
         return out
 
     # ------------------------------------------------------------------ loss
@@ -286,6 +274,28 @@ class InstructionTask(Conversations, Task):
     def supervised_states(self, model: nn.Module, batch: dict[str, torch.Tensor]
                           ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
         """(lm_head, the body's hidden states at each position whose next token is supervised, those tokens)."""
+        head, hidden, at, batch = self._supervised(model, batch)
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        return head, flat[at], batch["labels"].reshape(-1)[at + 1]
+
+    def example_losses(self, model: nn.Module, batch: dict[str, torch.Tensor],
+                       n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed loss, supervised tokens) of each of the batch's n examples, on the CPU (evaluation)."""
+        head, hidden, at, batch = self._supervised(model, batch)
+        sums, counts = torch.zeros(n), torch.zeros(n)
+        if at.numel() == 0:
+            return sums, counts
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        targets = batch["labels"].reshape(-1)[at + 1]
+        losses = chunked_cross_entropy(head, flat[at], targets, model_config(model), reduction="none")
+        which = batch["example"].reshape(-1)[at.cpu() + 1].cpu()
+        sums.index_add_(0, which, losses.float().cpu())
+        counts.index_add_(0, which, torch.ones(len(which)))
+        return sums, counts
+
+    def _supervised(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[nn.Module, torch.Tensor,
+                                                                                  torch.Tensor, dict[str, Any]]:
+        """(lm_head, hidden states (rows, width, d), supervised flat positions, the batch as run)."""
         body, head = body_and_head(model)
         if not self._ready(body) and "attention_mask" not in batch:
             batch = unpack(batch)
@@ -296,8 +306,7 @@ class InstructionTask(Conversations, Task):
         at = batch.get("supervised_at")
         if at is None:
             at = supervised_positions(batch["labels"])
-        flat = hidden.reshape(-1, hidden.shape[-1])
-        return head, flat[at], batch["labels"].reshape(-1)[at + 1]
+        return head, hidden, at, batch
 
     def prepare_model(self, model: nn.Module) -> str:
         """Once, before training and before any compilation: pick the attention kernel, settle data.packing
@@ -328,9 +337,10 @@ class InstructionTask(Conversations, Task):
     def evaluate(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, generate: bool | None = None) -> dict[str, Any]:
         """Loss and perplexity on the supervised tokens; generation metrics too on test/eval splits.
-
         `generate=None` generates for examples from GENERATE_SPLITS that have a reference, so validation
         during training stays cheap (loss only) while base/final test evaluations compare generations.
+        `evaluate_rows` computes the same with a row per example; evaluate_shard + merge_shards split the work
+        between the processes of a distributed run.
         """
         return self.merge_shards([self.evaluate_shard(model, examples, batch_size, device, dtype, generate)],
                                  examples)
@@ -347,11 +357,9 @@ class InstructionTask(Conversations, Task):
             with autocast(device, dtype):
                 s, n = self.loss_sum(model, batch)
             total, count = total + float(s), count + n
-        gen = [e for e in examples if e.reference is not None and e.prompt]
-        if generate is None:
-            generate = bool(gen) and all(e.split in GENERATE_SPLITS for e in gen)
-        outputs = self.generate(model, [e.prompt or [] for e in gen], batch_size, device, dtype) \
-            if generate and gen else []
+        gen = self._to_generate(examples, generate)
+        outputs = self.generate(model, [examples[i].prompt or [] for i in gen], batch_size, device, dtype) \
+            if gen else []
         model.train(was_training)
         return {"loss_sum": total, "tokens": count, "outputs": outputs}
 
@@ -366,15 +374,63 @@ class InstructionTask(Conversations, Task):
                                                outputs))
         return out
 
-    def _generation_report(self, gen: list[Example], outputs: list[str]) -> dict[str, Any]:
+    def _to_generate(self, examples: list[Example], generate: bool | None) -> list[int]:
+        """The examples evaluation generates for (by default: those of GENERATE_SPLITS with a reference)."""
+        gen = [i for i, e in enumerate(examples) if e.reference is not None and e.prompt]
+        if generate is None:
+            generate = bool(gen) and all(examples[i].split in GENERATE_SPLITS for i in gen)
+        return gen if generate else []
+
+    @torch.no_grad()
+    def evaluate_rows(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                      dtype: torch.dtype | None, generate: bool | None = None
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """`evaluate`'s metrics and a row per example: its loss and tokens, and where it was generated,
+        the prompt, reference, answer and the answer's scores."""
+        was_training = model.training
+        model.eval()
+        losses, tokens = torch.zeros(len(examples)), torch.zeros(len(examples))
+        for idx in self.batches(examples, batch_size):
+            batch = self.collate(examples, idx, device)
+            with autocast(device, dtype):
+                s, n = self.example_losses(model, batch, len(idx))
+            losses[idx], tokens[idx] = losses[idx] + s, tokens[idx] + n
+        count = int(tokens.sum())
+        loss = float(losses.sum()) / max(count, 1)
+        out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
+                               "tokens": count}
+        rows = [{"where": e.where, "length": len(e.prompt or e.ids), "loss": round(float(losses[i]), 4),
+                 "tokens": int(tokens[i])} for i, e in enumerate(examples)]
+        gen = self._to_generate(examples, generate)
+        if gen:
+            outputs = self.generate(model, [examples[i].prompt or [] for i in gen], batch_size, device, dtype)
+            out.update(self._generation_report([examples[i] for i in gen], outputs, [rows[i] for i in gen]))
+        model.train(was_training)
+        return out, rows
+
+    def _generation_report(self, gen: list[Example], outputs: list[str],
+                           rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Generation metrics and samples; each example's row (if given) gets its prompt, reference, answer and
+        scores."""
         references = [e.reference or "" for e in gen]
         metrics: dict[str, Any] = generation_metrics(outputs, references, [e.fact for e in gen])
+        for e, o, row in zip(gen, outputs, rows or []):
+            row.update({"prompt": e.question, "reference": e.reference, "generated": o,
+                        **({"fact": e.fact} if e.fact else {}), **example_scores(o, e.reference or "", e.fact)})
         metrics["samples"] = [{"where": e.where, "prompt": e.question, "reference": e.reference,
                                "generated": o, **({"fact": e.fact} if e.fact else {})}
                               for e, o in list(zip(gen, outputs))[:self.samples]]
         if self.schema is not None:  # JSON answers: validity, schema validity, field-level scores, invalid ones
             metrics.update(structured_metrics(outputs, references, self.schema, [e.where for e in gen]))
         return metrics
+
+    @classmethod
+    def tally(cls, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return generation_tally(rows) if rows else None
+
+    @classmethod
+    def summarize(cls, sums: dict[str, Any]) -> dict[str, Any]:
+        return generation_summary(sums)
 
     def generate(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, max_new_tokens: int | None = None, streamer: Any = None) -> list[str]:
