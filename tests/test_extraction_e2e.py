@@ -69,8 +69,8 @@ def test_token_run_reports_entity_metrics_base_and_fine_tuned(token_run):
     audit = json.loads((run / "data_audit.json").read_text())
     assert "extraction data" in audit["pii"]["sensitive"]
     page = (run / "report.html").read_text(encoding="utf-8")
-    assert "test: per type (fine-tuned)" in page
-    assert ("test: mistakes (fine-tuned)" in page) == bool(ev["final"]["test"]["mistakes"])
+    assert "Per type (test)" in page and "<th>ORDER_ID</th>" not in page  # types are rows, metrics columns
+    assert ("Mistakes: gold and predicted spans" in page) == bool(ev["final"]["test"]["mistakes"])
 
 
 def test_predict_prints_spans_with_offsets(token_run, capsys):
@@ -207,7 +207,7 @@ def test_instruction_run_with_a_schema_scores_json_and_shows_invalid_answers(tmp
     meta = json.loads((tmp_path / "runs" / "js" / "model" / "tuneforge.json").read_text())
     assert meta["schema"]["required"] == ["code"]
     page = (tmp_path / "runs" / "js" / "report.html").read_text(encoding="utf-8")
-    assert "test: invalid outputs (fine-tuned)" in page and "test: per field (fine-tuned)" in page
+    assert "Invalid outputs" in page and "Per field (test)" in page
     assert html.escape(test["invalid_outputs"][0]["error"][:40]) in page  # each invalid answer, with why
     # `tuneforge eval` scores JSON answers with the schema saved in the run, without the file
     schema.unlink()

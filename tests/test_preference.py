@@ -191,7 +191,7 @@ def test_adapters_off_reference_is_the_separately_loaded_base(name, llama_dir) -
     task.use_reference(model, method, lambda: pytest.fail("no copy for adapters"))
     examples = task.encode(pair_records())
     batch = task.collate(examples, list(range(len(examples))), CPU)
-    s = task.scores(model, batch)
+    s = task.pair_scores(model, batch)
     base = task.logps(load_llama(llama_dir), batch["main"])["seq"]
     assert torch.allclose(s["ref"]["seq"], base, atol=1e-5)
     assert not torch.allclose(s["policy"]["seq"], base, atol=1e-3)  # the adapters do change the policy

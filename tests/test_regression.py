@@ -156,6 +156,6 @@ def test_lora_run_saves_the_head_and_exports_plain_transformers(trained: dict) -
 
     assert evaluate_run(run, str(trained["test"]))["mae"] == pytest.approx(final["mae"], abs=1e-4)
     info = export_run(run, tmp / "exported", merge=True)
-    assert info["max_abs_diff"] < 1e-3
+    assert info.max_abs_diff is not None and info.max_abs_diff < 1e-3
     target = json.loads((tmp / "exported" / "config.json").read_text())["tuneforge_target"]
     assert target["column"] == "hours" and target["std"] > 0

@@ -91,7 +91,8 @@ def per_class_section(ctx: dict[str, Any]) -> tuple[str, str, str]:
             [f"base {esc(c)}" for c in extra]
         body += (f"<h3>{esc(key.replace('_', ' '))}</h3>" if len(_mappings(r['final'][split])) > 1 else "") \
             + table(heads, rows)
-    return section("per-class", f"Per class ({split})", body)
+    kinds = [k.removeprefix("per_").replace("_", " ") for k in _mappings(r["final"][split])] or ["class"]
+    return section("per-class", f"Per {', '.join(kinds)} ({split})", body)
 
 
 def confusion_section(ctx: dict[str, Any]) -> tuple[str, str, str]:

@@ -363,7 +363,7 @@ def write_report(root: Path, rows: list[dict[str, Any]], cfg: Config, keep_lr: b
 
 def plot_comparison(rows: list[dict[str, Any]], root: Path) -> list[Path]:
     """compare.png (bars at the largest size) and, with several sizes, learning_curve.png."""
-    from ..evaluation.report import pyplot
+    from ..evaluation.plots import pyplot
 
     ok = [r for r in rows if not r.get("error")]
     if not ok:

@@ -61,6 +61,8 @@ class TokenClassificationTask(TextTask):
                 "token_accuracy")
     primary_metric = "entity_f1_micro"
     curve_metric = "entity_f1_micro"
+    showcase = {"mistakes": "Mistakes: gold and predicted spans"}
+    output_fields = ("predicted",)
     metrics = ENTITY_DIRECTIONS  # counts (n, words, entities) and tables are computed too, but are no metrics
 
     def __init__(self, tokenizer: Any, types: list[str], cfg: "Config", label_smoothing: float = 0.0):

@@ -1,7 +1,8 @@
 """The instruction task: chat-formatted causal-LM fine-tuning with a loss mask, and generation.
 
-Records become conversations (formatting.py) and token ids with labels (conversations.py). Batches are packed into shared rows
-(data.packing: true) or length-bucketed and right-padded (false), so little goes to padding either way;
+Records become conversations (formatting.py) and token ids with labels (conversations.py); evaluation is
+evaluating.py. Batches are packed into shared rows (data.packing: true) or length-bucketed and right-padded
+(false), so little goes to padding either way;
 the loss runs the body, then the lm_head only on supervised positions (lm.py). `auto` packs only for
 flash-attention kernels, which attend within each packed example; sdpa and eager attend over the whole row
 (masked), so a packed row's attention costs grow with the row, not the example: SmolLM2 LoRA on 2 CPU cores,
@@ -11,8 +12,7 @@ generation goes through evaluation/generation.py.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,14 +21,15 @@ from torch import nn
 from ...data.records import Record
 from ...errors import DataError
 from ...evaluation.generation import greedy
-from ...evaluation.genmetrics import example_scores, generation_metrics, generation_summary, generation_tally
-from ...evaluation.structured import load_schema, structured_metrics
+from ...evaluation.structured import load_schema
 from ...models import loading
 from ...models.anatomy import body_and_head, model_config
-from ...training.device import autocast, prefer_eager_attention
+from ...training.device import prefer_eager_attention
 from ..base import Task, batch_indices
 from ..continued import continue_lm, earlier_formatting, formatting_notes
 from .conversations import Conversations
+from .evaluating import Evaluation
+from .example import FACT_COLUMN, GENERATE_SPLITS, Example  # noqa: F401  (the preference task imports them here)
 from .formatting import fit_window  # noqa: F401  (tests import it from here)
 from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, detect_format, layout_notes, stop_token_ids,
                          template_with_system, text_field)
@@ -40,26 +41,10 @@ if TYPE_CHECKING:
     from ...models.loading import ModelSource
 
 FLASH_ATTENTION = ("flash_attention", "kernels-community/flash")  # kernels that attend per packed example
-GENERATE_SPLITS = ("test", "eval")  # splits whose evaluation includes generation (validation: loss only)
-FACT_COLUMN = "fact"  # the string a correct answer must contain (fact_accuracy, eval.json samples)
 PROBE_MAX_LENGTH = 512  # the forgetting probe's and replay's reference texts are cut to this many tokens
 
 
-@dataclass
-class Example:
-    """One training sequence. labels[t] = ids[t] where position t is predicted (loss), else IGNORE."""
-
-    ids: list[int]
-    labels: list[int]
-    where: str
-    split: str = "train"
-    prompt: list[int] | None = None      # ids before the final assistant turn (generation input)
-    reference: str | None = None         # the final assistant turn's text (generation target)
-    fact: str | None = None              # a string a correct answer must contain (fact_accuracy)
-    question: str = ""                   # the last user message, for eval.json samples
-
-
-class InstructionTask(Conversations, Task):
+class InstructionTask(Conversations, Evaluation, Task):
     name = "instruction"
     peft_task_type = "CAUSAL_LM"
     auto_class = "AutoModelForCausalLM"
@@ -334,104 +319,6 @@ class InstructionTask(Conversations, Task):
         return self._packing_ok[key]
 
     # ------------------------------------------------------------------ evaluation and generation
-    def evaluate(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
-                 dtype: torch.dtype | None, generate: bool | None = None) -> dict[str, Any]:
-        """Loss and perplexity on the supervised tokens; generation metrics too on test/eval splits.
-        `generate=None` generates for examples from GENERATE_SPLITS that have a reference, so validation
-        during training stays cheap (loss only) while base/final test evaluations compare generations.
-        `evaluate_rows` computes the same with a row per example; evaluate_shard + merge_shards split the work
-        between the processes of a distributed run.
-        """
-        return self.merge_shards([self.evaluate_shard(model, examples, batch_size, device, dtype, generate)],
-                                 examples)
-
-    @torch.no_grad()
-    def evaluate_shard(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
-                       dtype: torch.dtype | None, generate: bool | None = None) -> dict[str, Any]:
-        """Summed loss and supervised tokens of `examples`, and the replies to those evaluate generates for."""
-        was_training = model.training
-        model.eval()
-        total, count = 0.0, 0
-        for idx in self.batches(examples, batch_size):
-            batch = self.collate(examples, idx, device)
-            with autocast(device, dtype):
-                s, n = self.loss_sum(model, batch)
-            total, count = total + float(s), count + n
-        gen = self._to_generate(examples, generate)
-        outputs = self.generate(model, [examples[i].prompt or [] for i in gen], batch_size, device, dtype) \
-            if gen else []
-        model.train(was_training)
-        return {"loss_sum": total, "tokens": count, "outputs": outputs}
-
-    def merge_shards(self, shards: list[dict[str, Any]], examples: list[Example]) -> dict[str, Any]:
-        count = sum(s["tokens"] for s in shards)
-        loss = sum(s["loss_sum"] for s in shards) / max(count, 1)
-        out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
-                               "tokens": count}
-        outputs = [o for s in shards for o in s["outputs"]]  # contiguous shares, in order: the examples' order
-        if outputs:
-            out.update(self._generation_report([e for e in examples if e.reference is not None and e.prompt],
-                                               outputs))
-        return out
-
-    def _to_generate(self, examples: list[Example], generate: bool | None) -> list[int]:
-        """The examples evaluation generates for (by default: those of GENERATE_SPLITS with a reference)."""
-        gen = [i for i, e in enumerate(examples) if e.reference is not None and e.prompt]
-        if generate is None:
-            generate = bool(gen) and all(examples[i].split in GENERATE_SPLITS for i in gen)
-        return gen if generate else []
-
-    @torch.no_grad()
-    def evaluate_rows(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
-                      dtype: torch.dtype | None, generate: bool | None = None
-                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """`evaluate`'s metrics and a row per example: its loss and tokens, and where it was generated,
-        the prompt, reference, answer and the answer's scores."""
-        was_training = model.training
-        model.eval()
-        losses, tokens = torch.zeros(len(examples)), torch.zeros(len(examples))
-        for idx in self.batches(examples, batch_size):
-            batch = self.collate(examples, idx, device)
-            with autocast(device, dtype):
-                s, n = self.example_losses(model, batch, len(idx))
-            losses[idx], tokens[idx] = losses[idx] + s, tokens[idx] + n
-        count = int(tokens.sum())
-        loss = float(losses.sum()) / max(count, 1)
-        out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
-                               "tokens": count}
-        rows = [{"where": e.where, "length": len(e.prompt or e.ids), "loss": round(float(losses[i]), 4),
-                 "tokens": int(tokens[i])} for i, e in enumerate(examples)]
-        gen = self._to_generate(examples, generate)
-        if gen:
-            outputs = self.generate(model, [examples[i].prompt or [] for i in gen], batch_size, device, dtype)
-            out.update(self._generation_report([examples[i] for i in gen], outputs, [rows[i] for i in gen]))
-        model.train(was_training)
-        return out, rows
-
-    def _generation_report(self, gen: list[Example], outputs: list[str],
-                           rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Generation metrics and samples; each example's row (if given) gets its prompt, reference, answer and
-        scores."""
-        references = [e.reference or "" for e in gen]
-        metrics: dict[str, Any] = generation_metrics(outputs, references, [e.fact for e in gen])
-        for e, o, row in zip(gen, outputs, rows or []):
-            row.update({"prompt": e.question, "reference": e.reference, "generated": o,
-                        **({"fact": e.fact} if e.fact else {}), **example_scores(o, e.reference or "", e.fact)})
-        metrics["samples"] = [{"where": e.where, "prompt": e.question, "reference": e.reference,
-                               "generated": o, **({"fact": e.fact} if e.fact else {})}
-                              for e, o in list(zip(gen, outputs))[:self.samples]]
-        if self.schema is not None:  # JSON answers: validity, schema validity, field-level scores, invalid ones
-            metrics.update(structured_metrics(outputs, references, self.schema, [e.where for e in gen]))
-        return metrics
-
-    @classmethod
-    def tally(cls, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-        return generation_tally(rows) if rows else None
-
-    @classmethod
-    def summarize(cls, sums: dict[str, Any]) -> dict[str, Any]:
-        return generation_summary(sums)
-
     def generate(self, model: nn.Module, prompts: list[list[int]], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, max_new_tokens: int | None = None, streamer: Any = None) -> list[str]:
         """Greedy replies to prompt ids (evaluation/generation.py), each cut at its first stop token."""

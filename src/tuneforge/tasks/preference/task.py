@@ -240,9 +240,9 @@ class PreferenceTask(InstructionTask):
 
     # ------------------------------------------------------------------ loss
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        return scoring.objective_loss(self.scores(model, batch), batch, self.settings)
+        return scoring.objective_loss(self.pair_scores(model, batch), batch, self.settings)
 
-    def scores(self, model: nn.Module, batch: dict[str, Any], keep: bool = False) -> dict[str, Any]:
+    def pair_scores(self, model: nn.Module, batch: dict[str, Any], keep: bool = False) -> dict[str, Any]:
         """Sequence log-probabilities of every row: the policy's (with gradients while training), the
         reference's, and KTO's mismatched rows (no gradients); `keep` keeps hidden states for the KL."""
         reference = self.reference or Reference()  # an empty Reference raises: none was set up
@@ -277,7 +277,7 @@ class PreferenceTask(InstructionTask):
         for idx in self.batches(examples, batch_size):
             batch = self.collate(examples, idx, device)
             with autocast(device, dtype):
-                s = self.scores(model, batch, keep=True)
+                s = self.pair_scores(model, batch, keep=True)
                 loss = scoring.objective_loss(s, batch, self.settings)
                 kl = self.token_kl(model, s, batch["main"]) if "ref" in s else None
             tally.add(s, batch, float(loss), len(idx), kl)
@@ -290,6 +290,12 @@ class PreferenceTask(InstructionTask):
             out.update(self._generation_report(gen, outputs))
         model.train(was_training)
         return out
+
+    def evaluate_rows(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+                      dtype: torch.dtype | None, generate: bool | None = None) -> tuple[dict[str, Any], None]:
+        """The metrics without per-example rows: a pair's scores are not yet kept one by one (no intervals
+        or slices for preference runs)."""
+        return self.evaluate(model, examples, batch_size, device, dtype, generate), None
 
     def token_kl(self, model: nn.Module, s: dict[str, Any], sub: dict[str, Any],
                  chunk: int = 256) -> tuple[float, int]:
