@@ -38,6 +38,7 @@ def greedy(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: i
     `stop_ids` None stops where the model's own generation config says (its eos). A `streamer` receives
     the tokens as they are generated; it needs batch_size 1. `sampling` (temperature > 0) samples instead,
     seeded when it has a seed; its stop strings end generation too."""
+    from tqdm.auto import tqdm
     from transformers import GenerationConfig, StoppingCriteriaList
 
     stop = stop_ids if stop_ids is not None else model.generation_config.eos_token_id
@@ -55,6 +56,9 @@ def greedy(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: i
     model.eval()
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[list[int]] = [[] for _ in prompts]
+    # A bar on a terminal for evaluation's and predict's batches (minutes on a CPU); none for chat's one stream.
+    bar = tqdm(total=len(prompts), desc="generate", unit="answer", dynamic_ncols=True, leave=False,
+               disable=True if streamer is not None or len(prompts) <= batch_size else None)
     try:
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
@@ -64,7 +68,9 @@ def greedy(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: i
                                      generation_config=config, streamer=streamer, **extra)
             for r, i in enumerate(idx):
                 out[i] = gen[r, ids.shape[1]:].tolist()
+            bar.update(len(idx))
     finally:
+        bar.close()
         model.train(was_training)
     return out
 
