@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from .configpaths import relative_paths, resolve_paths
+from .configpaths import absolute_paths, relative_paths, resolve_paths
 from .configtypes import coerce, out_of_range
 from .errors import ConfigError, clip, show
 from .methods import NAMES as METHOD_NAMES
@@ -391,7 +391,8 @@ def dump_yaml(cfg: Config, extra: dict[str, Any] | None = None, relative_to: Pat
     """The config as YAML (+ `_provenance`); `relative_to`: paths relative to that directory (a run's own)."""
     data = to_dict(cfg) if relative_to is None else relative_paths(to_dict(cfg), relative_to)
     if extra:
-        data["_provenance"] = extra
+        # the absolute paths too: a run directory copied elsewhere still finds its model and data
+        data["_provenance"] = {**extra, "paths": absolute_paths(to_dict(cfg))} if relative_to else extra
     return yaml.safe_dump(data, sort_keys=False)
 
 

@@ -53,3 +53,30 @@ def relative_paths(data: dict[str, Any], root: Path) -> dict[str, Any]:
         if isinstance(value, str) and value and value not in NOT_PATHS.get(key, ()) and Path(value).exists():
             node[leaf] = os.path.relpath(os.path.abspath(value), os.path.abspath(root))
     return out
+
+
+def absolute_paths(data: dict[str, Any]) -> dict[str, str]:
+    """The existing paths of a dumped config, absolute (recorded beside the relative ones in a run's
+    config.yaml, for when the run directory is copied away from what it names)."""
+    out = {}
+    for key in PATH_KEYS:
+        section, _, leaf = key.rpartition(".")
+        node = data.get(section) if section else data
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and value not in NOT_PATHS.get(key, ()) and Path(value).exists():
+            out[key] = os.path.abspath(value)
+    return out
+
+
+def recorded_fallback(raw: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """`raw` (a run's resolved config) with each path that exists nowhere replaced by the absolute path the
+    run recorded, where that one exists: the run directory was moved or copied, its inputs were not."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for key, absolute in recorded.items():
+        section, _, leaf = key.rpartition(".")
+        node = out.get(section) if section else out
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if isinstance(value, str) and not Path(value).exists() and isinstance(absolute, str) \
+                and Path(absolute).exists():
+            node[leaf] = _tidy(Path(absolute))
+    return out

@@ -45,12 +45,14 @@ def read_saved_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     relative to the run directory, resolved (as in any config file)."""
     import yaml
 
-    from ..configpaths import resolve_paths
+    from ..configpaths import recorded_fallback, resolve_paths
 
     raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     provenance = raw.pop("_provenance", None) if isinstance(raw, dict) else None
-    return resolve_paths(raw if isinstance(raw, dict) else {}, run_dir), \
-        provenance if isinstance(provenance, dict) else {}
+    provenance = provenance if isinstance(provenance, dict) else {}
+    paths = provenance.get("paths")
+    settings = resolve_paths(raw if isinstance(raw, dict) else {}, run_dir)
+    return (recorded_fallback(settings, paths) if isinstance(paths, dict) else settings), provenance
 
 
 def is_tuneforge_config(path: Path) -> bool:
