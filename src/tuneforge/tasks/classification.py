@@ -271,9 +271,7 @@ class ClassificationTask(TextTask):
         """The metrics, the most confident mistakes ("errors"), and a row per example: where, length, text,
         label, predicted, confidence, probs and logits."""
         total, logits = self._forward(model, examples, batch_size, device, dtype)
-        y_true = np.array([e.label for e in examples], dtype=int)
-        metrics = classification_metrics(y_true, self._decide(logits).numpy(), self.labels)
-        metrics["loss"] = total / max(len(examples), 1)
+        metrics = self.merge_shards([{"loss_sum": total, "logits": logits.numpy()}], examples)  # one shard: all
         rows = self.prediction_rows(examples, self._probs(logits).numpy(), logits.numpy())
         wrong = sorted((r for r in rows if r["label"] != r["predicted"]), key=lambda r: -r["confidence"])
         metrics["errors"] = [{k: r[k] for k in ("where", "text", "label", "predicted", "confidence")}

@@ -18,6 +18,12 @@ from ...training.device import autocast
 from .example import GENERATE_SPLITS, Example
 
 
+def loss_summary(loss_sum: float, tokens: int, n: int) -> dict[str, Any]:
+    """Mean loss per supervised token, its perplexity, and the counts (the part every evaluation shares)."""
+    loss = loss_sum / max(tokens, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": n, "tokens": tokens}
+
+
 class Evaluation:
     samples: int
     schema: dict[str, Any] | None
@@ -52,10 +58,7 @@ class Evaluation:
         return {"loss_sum": total, "tokens": count, "outputs": outputs}
 
     def merge_shards(self, shards: list[dict[str, Any]], examples: list[Example]) -> dict[str, Any]:
-        count = sum(s["tokens"] for s in shards)
-        loss = sum(s["loss_sum"] for s in shards) / max(count, 1)
-        out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
-                               "tokens": count}
+        out = loss_summary(sum(s["loss_sum"] for s in shards), sum(s["tokens"] for s in shards), len(examples))
         outputs = [o for s in shards for o in s["outputs"]]  # contiguous shares, in order: the examples' order
         if outputs:
             out.update(self._generation_report([e for e in examples if e.reference is not None and e.prompt],
@@ -83,10 +86,7 @@ class Evaluation:
             with autocast(device, dtype):
                 s, n = self.example_losses(model, batch, len(idx))
             losses[idx], tokens[idx] = losses[idx] + s, tokens[idx] + n
-        count = int(tokens.sum())
-        loss = float(losses.sum()) / max(count, 1)
-        out: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(examples),
-                               "tokens": count}
+        out = loss_summary(float(losses.sum()), int(tokens.sum()), len(examples))
         rows = [{"where": e.where, "length": len(e.prompt or e.ids), "loss": round(float(losses[i]), 4),
                  "tokens": int(tokens[i])} for i, e in enumerate(examples)]
         gen = self._to_generate(examples, generate)
