@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from .configpaths import absolute_paths, relative_paths, resolve_paths
+from .configprivacy import privacy_problems
 from .configtypes import coerce, out_of_range
 from .errors import ConfigError, clip, show
 from .methods import NAMES as METHOD_NAMES
@@ -85,8 +86,23 @@ class DataConfig:
 
 
 @dataclass
+class DPConfig:
+    epsilon: Union[float, None] = _f(None, lo=0, doc="differentially private training (DP-SGD, Opacus) to this "
+                                     "privacy budget ε (null: off, no guarantee); e.g. 8")
+    delta: Union[float, Literal["auto"]] = _f("auto", lo=0, hi=1, doc="the guarantee's δ (auto: 1 / (10 × "
+                                              "training examples))")
+    max_grad_norm: float = _f(1.0, lo=0, doc="each example's gradient is clipped to this L2 norm before noise")
+    accountant: Literal["prv", "rdp"] = _f("prv", doc="Opacus privacy accountant that turns noise, sampling rate "
+                                           "and steps into ε")
+
+
+@dataclass
 class PrivacyConfig:
     pii: Literal["off", "warn", "redact", "block"] = _f("redact", doc="what to do with PII found in the data")
+    dp: DPConfig = _f(factory=DPConfig)
+    canaries: int = _f(0, lo=0, hi=1000, doc="instruction: plant this many random secrets in the training data "
+                       "before vetting and measure their exposure after training (only hashes are stored)")
+    canary_repeats: int = _f(4, lo=1, hi=100, doc="copies of each canary planted")
 
 
 @dataclass
@@ -173,6 +189,8 @@ class EvalConfig:
     calibrate: bool = _f(False, doc="classification: fit a temperature on validation; predict applies it")
     baselines: bool = _f(True, doc="classification: also score the majority class and a linear probe on the "
                          "frozen base embeddings")
+    audit: bool = _f(True, doc="memorization audit after training: loss-threshold membership inference on train "
+                     "vs held-out examples (and canary exposure with privacy.canaries)")
 
 
 @dataclass
@@ -354,6 +372,7 @@ def _cross_checks(cfg: Config) -> list[str]:
     problems += _fraction_checks(cfg)
     problems += _forgetting_checks(cfg)
     problems += objective_problems(cfg.task, cfg.train.objective)  # the tasks' own losses
+    problems += privacy_problems(cfg)  # configprivacy.py: what privacy.dp and canaries refuse
     return problems
 
 

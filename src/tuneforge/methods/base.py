@@ -35,6 +35,7 @@ class Method(ABC):
     default_lr: ClassVar[float] = 1e-4  # a conventional learning rate (compare uses it across families)
     config_keys: ClassVar[tuple[str, ...]] = ()  # the method.* settings it reads (its advice and the card name them)
     peft_format: ClassVar[bool] = False  # model/ is a PEFT adapter (PEFT's Auto classes, pipeline() and vLLM load it)
+    dp_problem: ClassVar[str | None] = None  # why privacy.dp (Opacus per-example gradients) cannot train it
 
     @abstractmethod
     def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:

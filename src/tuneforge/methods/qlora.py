@@ -112,6 +112,7 @@ class QLoraMethod(LoraMethod):
     """LoRA on a 4-bit NF4 base (double quantization); the head stays full precision and trains."""
 
     name = "qlora"
+    dp_problem = "not supported yet with per-example gradients (bitsandbytes 4-bit layers); use method.name: lora"
 
     def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:
         freeze_all(model)

@@ -11,6 +11,7 @@ forgetting, diagnoses and saves.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -38,7 +39,7 @@ from ..methods.base import count_parameters, weight_bytes
 from ..models import loading
 from ..runs import card, modeldir, reading, rundir
 from ..tasks import task_class
-from ..training import distributed
+from ..training import distributed, dp
 from ..training.checkpoint import Checkpointer, write_failure
 from ..training.device import autocast_dtype, pick_device, seed_everything, set_threads
 from ..training.distributed import SINGLE, Engine
@@ -127,7 +128,8 @@ def train(cfg: Config, overwrite: bool = False, quiet: bool = False,
         if resume and not overwrite:
             check_resume(cfg, early)
     method = get_method(cfg.method.name)
-    ready = start(prep, method, early, engine)
+    private = dp.start(cfg, len(prep.encoded["train"]), engine.size > 1)  # σ for the target ε, before any write
+    ready = dataclasses.replace(start(prep, method, early, engine), private=private)
     if resume and not overwrite and engine.main:  # this many processes, this strategy: refused before writing
         Checkpointer(cfg.run_dir / "checkpoints", cfg.train, method, engine=engine).check_resumable()
     if not engine.main:
@@ -211,6 +213,7 @@ class Ready:
     pretrained: dict[str, Any] | None  # a continued run: the pretrained model, before the earlier run
     base_rows: dict[str, list[dict[str, Any]]]
     baseline_rows: dict[str, dict[str, list[dict[str, Any]]]]
+    private: dp.Private | None = None  # privacy.dp: DP-SGD (training/dp.py)
 
 
 def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE) -> Ready:
@@ -231,7 +234,8 @@ def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE) -> 
     if engine.size > 1:
         log.note(distributed.describe(engine, cfg.train.batch_size, cfg.train.grad_accum))
     lines = [task.use_reference(model, method, lambda: copy.deepcopy(model)),  # preference: the start
-             *optimize_for_training(model, method, device, dtype, cfg.train.compile, lean=not engine.sharded),
+             *optimize_for_training(model, method, device, dtype, "none" if cfg.privacy.dp.epsilon is not None
+                                    else cfg.train.compile, lean=not engine.sharded),  # DP: hooks, no compiling
              method.describe(model)]  # e.g. qlora: the 4-bit base's memory against bf16/fp32
     if not engine.sharded:  # e.g. instruction: attention kernel and packing, before compiling
         lines.insert(0, task.prepare_model(model))
@@ -332,10 +336,12 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
         results["pretrained"] = ready.pretrained
     checkpointer = Checkpointer(run_dir / "checkpoints", cfg.train, method, resume=bool(cfg.resume),
                                 metrics=run_dir / "metrics.jsonl" if engine.main else None, note=log.note,
-                                engine=engine) if cfg.train.checkpoint_every or cfg.resume else None
+                                engine=engine, attachments={"privacy": ready.private} if ready.private else None
+                                ) if cfg.train.checkpoint_every or cfg.resume else None
     outcome = fit(model, guard.task, guard.train, prep.encoded.get("validation", []), cfg.train, log,
                   device, dtype, regularizer=guard.regularizer, checkpointer=checkpointer,
-                  eval_batch_size=cfg.eval.batch_size, directions=task.metrics, engine=engine)
+                  eval_batch_size=cfg.eval.batch_size, directions=task.metrics, engine=engine, private=ready.private)
+    results["privacy"] = dp.results(ready.private, outcome.state.step)
 
     final, final_rows = _evaluate_sets(task, model, _eval_sets(prep), cfg, device, dtype, engine)
     final["train"] = engine.evaluate(task, model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size,

@@ -98,6 +98,10 @@ class Task(ABC):
     # The fields of a shown example (and of a prediction row) that hold the model's output: the report puts
     # the base model's output for the same example beside them.
     output_fields: ClassVar[tuple[str, ...]] = ()
+    # privacy.dp (training/dp.py): the task's `private_loss` is a mean of per-example losses, computed with
+    # every trainable layer seeing batch-first inputs, so Opacus's per-example gradients are each example's own
+    supports_dp: ClassVar[bool] = False
+    plants_canaries: ClassVar[bool] = False  # privacy.canaries: secrets planted in its records are completions
     # The per-example column of `tally` that is 1 where the prediction is right (McNemar's test between two
     # models uses it); None: compare models with the paired bootstrap only.
     correct_column: ClassVar[str | None] = None
@@ -250,6 +254,10 @@ class Task(ABC):
     @abstractmethod
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """The batch's mean loss (a scalar tensor that backpropagates)."""
+
+    def private_loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's loss as the mean over its examples of each one's own loss (privacy.dp; supports_dp)."""
+        return self.loss(model, batch)
 
     @staticmethod
     def tokens(batch: dict[str, Any]) -> torch.Tensor:

@@ -116,6 +116,7 @@ class ClassificationTask(TextTask):
     output_fields = ("predicted",)
     correct_column = "correct"
     calibratable = True
+    supports_dp = True  # its loss is the mean of per-example cross-entropies (privacy.dp)
 
     def __init__(self, tokenizer: Any, labels: list[str], text_col: str, label_col: str,
                  max_length: int, multi_label: bool = False, label_smoothing: float = 0.0, samples: int = 5,

@@ -71,9 +71,12 @@ class Checkpointer:
     """Saves and restores checkpoints under `dir`; `note` tells the user what happened."""
 
     def __init__(self, directory: Path, cfg: TrainConfig, method: Any, resume: bool = False,
-                 metrics: Path | None = None, note: Callable[[str], None] = _stderr, engine: Engine = SINGLE):
+                 metrics: Path | None = None, note: Callable[[str], None] = _stderr, engine: Engine = SINGLE,
+                 attachments: dict[str, Any] | None = None):
         self.dir, self.cfg, self.method = Path(directory), cfg, method
         self.resume, self.metrics, self.note, self.engine = resume, metrics, note, engine
+        # more state to carry, by name: objects with state_dict/load_state_dict (privacy.dp: accountant, noise RNG)
+        self.attachments = attachments or {}
         self._best_file: tuple[int, Path] | None = None  # (best_step, a file on disk holding those weights)
 
     # ------------------------------------------------------------------ when
@@ -131,7 +134,8 @@ class Checkpointer:
             tree["optimizer"] = optimizer.state_dict()
         else:
             files.update({f"{SHARDED}/{p.name}": p.stat().st_size for p in sorted((tmp / SHARDED).iterdir())})
-        tree.update({"scheduler": scheduler.state_dict(), "rng": rngs[0]})
+        tree.update({"scheduler": scheduler.state_dict(), "rng": rngs[0],
+                     **{name: part.state_dict() for name, part in self.attachments.items()}})
         if len(rngs) > 1:
             tree["rng_others"] = rngs[1:]  # ranks 1, 2, ...
         tensors: dict[str, torch.Tensor] = {}
@@ -278,6 +282,11 @@ class Checkpointer:
         except (ValueError, KeyError, RuntimeError) as e:
             raise TuneforgeError(f"optimizer state does not fit this model ({e})") from None
         state = _loop_state(tree["loop"])
+        for name, part in self.attachments.items():
+            if name not in tree:
+                raise TuneforgeError(f"{path} holds no {name} state (it was written without it); start over with "
+                                     "--overwrite")
+            part.load_state_dict(tree[name])
         if best is None and state.best_step == state.step and state.best_metric is not None:
             best = weights  # the checkpoint was taken at the best step: its weights are the best
         if best is not None:

@@ -169,17 +169,23 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
         device: torch.device, dtype: torch.dtype | None,
         regularizer: Callable[[], torch.Tensor] | None = None,
         checkpointer: Any | None = None, eval_batch_size: int = 64,
-        directions: dict[str, str] | None = None, engine: Engine = SINGLE) -> FitResult:
+        directions: dict[str, str] | None = None, engine: Engine = SINGLE, private: Any | None = None) -> FitResult:
     """Train `model` on `train` (task examples), evaluating on `val`; returns the final loop state.
 
     `directions` (metric -> "min"/"max", the task's declared metrics) sets early stopping's mode: auto.
-    `engine`: the process's part in a distributed run (`model` is then the model it wrapped)."""
+    `engine`: the process's part in a distributed run (`model` is then the model it wrapped).
+    `private` (training/dp.py, privacy.dp): DP-SGD draws the batches, computes the gradients and privatizes them."""
+    for line in private.attach(model, task, train, device, dtype) if private is not None else []:
+        log.note(line)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
         raise TuneforgeError("no trainable parameters: the method froze everything (check method.targets)")
     batch = engine.global_batch(cfg.batch_size)  # cfg.batch_size on one process
-    plan = make_plan(len(task.batches(train, batch)), cfg)
+    plan = private.plan if private is not None else make_plan(len(task.batches(train, batch)), cfg)
+    per_step = 1 if private is not None else cfg.grad_accum  # DP: one entry of the order is a logical batch
     optimizer = make_optimizer(params, cfg)
+    if private is not None:
+        private.wrap(optimizer)
     scheduler = make_scheduler(optimizer, plan, cfg)
     state = LoopState()
     validation = Validation(task, val, cfg, log, device, dtype, eval_batch_size, params, directions, engine)
@@ -194,13 +200,15 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
     t0 = time.perf_counter()
     while state.step < plan.total_steps and not state.stop_reason:
         # The epoch's batch order depends only on (seed, epoch): a resumed run sees the same batches.
-        order = task.batches(train, batch, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
+        order = private.order(state.epoch) if private is not None else \
+            task.batches(train, batch, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
         while state.micro < len(order) and state.step < plan.total_steps:
-            group = order[state.micro:state.micro + cfg.grad_accum]
-            loss_t, step_tokens = forward_backward(model, task, train, group, device, dtype, regularizer, state,
-                                                   cfg, log, optimizer, engine)
+            group = order[state.micro:state.micro + per_step]
+            loss_t, step_tokens = private.accumulate(model, task, train, group[0], device, dtype) if private else \
+                forward_backward(model, task, train, group, device, dtype, regularizer, state, cfg, log, optimizer,
+                                 engine)
             state.micro += len(group)
-            step_loss, grad_norm = step(params, optimizer, scheduler, loss_t, state, cfg, log, checkpointer)
+            step_loss, grad_norm = step(params, optimizer, scheduler, loss_t, state, cfg, log, checkpointer, private)
             stepped = step_loss is not None
             end_of_epoch = state.micro >= len(order)
             epoch = state.epoch + state.micro / len(order)
@@ -208,6 +216,8 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
                 state.tokens += step_tokens
                 meter.step(state, epoch, step_loss, grad_norm, step_tokens, scheduler.get_last_lr()[0],
                            state.step % cfg.log_every == 0 or state.step == plan.total_steps)
+            if private is not None and end_of_epoch:
+                log.note(private.epoch_end(state.epoch + 1))
             if validation.due(state.step, stepped, end_of_epoch, plan.total_steps):
                 validation.run(model, state, epoch, step_loss)
             if checkpointer is not None and (checkpointer.due(state.step, end_of_epoch, plan.total_steps) if stepped
@@ -219,6 +229,8 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
         if state.micro >= len(order):
             state.epoch, state.micro = state.epoch + 1, 0
     meter.close()
+    if private is not None:
+        private.detach()
     restored = validation.restore_best(state)
     if state.stop_reason:
         log.note(state.stop_reason)
@@ -252,12 +264,14 @@ def forward_backward(model: nn.Module, task: Trainable, train: list[Any], group:
 
 def step(params: list[tuple[str, nn.Parameter]], optimizer: torch.optim.Optimizer, scheduler: Any,
          loss_t: torch.Tensor, state: LoopState, cfg: TrainConfig, log: RunLog,
-         checkpointer: Any | None) -> tuple[float | None, float]:
+         checkpointer: Any | None, private: Any | None = None) -> tuple[float | None, float]:
     """Clip, check for NaN/inf and take the optimizer step; returns (loss, gradient norm), with loss None
-    when the batch was skipped (train.nan_policy: skip). A fault beyond the skips allowed is an error."""
+    when the batch was skipped (train.nan_policy: skip). A fault beyond the skips allowed is an error.
+    Under privacy.dp the gradient is DP-SGD's (clipped per example, noised) instead of clipped as a whole."""
     # The NaN/inf guard looks at the gradients too: a finite loss can still give inf gradients.
     # (max_norm=inf clips nothing: the clip factor clamps to exactly 1.0; a faulty step is zeroed below.)
-    norm = Engine.local(torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf))
+    norm = private.privatize() if private is not None else \
+        Engine.local(torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf))
     step_loss, grad_norm = torch.stack([loss_t, norm.to(loss_t)]).tolist()  # the step's one sync
     fault = numeric_fault(step_loss, grad_norm)
     if fault:

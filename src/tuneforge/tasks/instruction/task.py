@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...data.records import Record
@@ -33,7 +34,8 @@ from .example import FACT_COLUMN, GENERATE_SPLITS, Example  # noqa: F401  (the p
 from .formatting import fit_window  # noqa: F401  (tests import it from here)
 from .formatting import (FALLBACK_TEMPLATE, SHAREGPT, Formatting, detect_format, layout_notes, stop_token_ids,
                          template_with_system, text_field)
-from .lm import IGNORE, chunked_cross_entropy, fill_rows, pack_rows, packing_probe, supervised_positions, unpack
+from .lm import (IGNORE, chunked_cross_entropy, fill_rows, lm_logits, pack_rows, packing_probe, supervised_positions,
+                 unpack)
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -59,6 +61,8 @@ class InstructionTask(Conversations, Evaluation, Task):
     pipeline_tag = "text-generation"
     showcase = {"samples": "Sample generations next to the references"}
     output_fields = ("generated",)
+    supports_dp = True
+    plants_canaries = True
 
     def __init__(self, tokenizer: Any, fmt: Formatting, packing: bool | str = "auto", max_new_tokens: int = 64,
                  samples: int = 5, schema: Any = None):
@@ -134,7 +138,9 @@ class InstructionTask(Conversations, Evaluation, Task):
               ) -> "InstructionTask":
         """The task with `fmt` and `schema` (the config's at training, the saved ones at inference) and the
         config's settings."""
-        return cls(tokenizer, fmt, packing=cfg.data.packing, max_new_tokens=cfg.eval.max_new_tokens,
+        private = cfg.privacy.dp.epsilon is not None  # DP-SGD needs one example per row (packing: auto → off)
+        return cls(tokenizer, fmt, packing=False if private else cfg.data.packing,
+                   max_new_tokens=cfg.eval.max_new_tokens,
                    samples=cfg.eval.samples, schema=schema)
 
     def metadata(self) -> dict[str, Any]:
@@ -245,6 +251,21 @@ class InstructionTask(Conversations, Evaluation, Task):
         """Mean cross-entropy over the supervised tokens of the batch."""
         total, count = self.loss_sum(model, batch)
         return total / max(count, 1)
+
+    def private_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each example's mean cross-entropy over its supervised tokens, averaged over the examples (privacy.dp).
+
+        Unlike `loss` (one mean over all the batch's tokens, through the lm_head on gathered positions) every
+        layer sees (rows, width, ...) inputs with one example per row, so Opacus's per-example gradients are
+        each example's own and one example's length does not weigh the others' (measured cost: full-vocabulary
+        logits of the micro-batch, rows × width × vocab floats)."""
+        body, head = body_and_head(model)
+        kwargs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask") if k in batch}
+        logits = lm_logits(head, body(**kwargs, use_cache=False)[0], model_config(model))[:, :-1]
+        targets = batch["labels"][:, 1:]
+        per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+        counts = (targets != IGNORE).sum(1).clamp(min=1)
+        return (per_token.sum(1) / counts).mean()
 
     @staticmethod
     def loss_units(batch: dict[str, torch.Tensor]) -> int:

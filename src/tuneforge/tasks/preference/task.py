@@ -95,6 +95,8 @@ class PreferenceTask(InstructionTask):
     metrics = {"loss": "min", "reward_accuracy": "max", "reward_margin": "max", "chosen_logps": "max",
                "rejected_logps": "min", "logp_accuracy": "max", "kl": "min"}
     objectives = tuple(OBJECTIVES)
+    supports_dp = False  # its losses compare pairs of completions (and a reference model), not single examples
+    plants_canaries = False
 
     def __init__(self, tokenizer: Any, fmt: Formatting, settings: Settings, max_new_tokens: int = 64, samples: int = 5):
         super().__init__(tokenizer, fmt, packing=False, max_new_tokens=max_new_tokens, samples=samples)
