@@ -159,7 +159,9 @@ def assert_readable(page: str, sections: list[str]) -> Tables:
 def test_classification_report_has_every_section_and_no_empty_column(runs) -> None:
     page = (runs["good"] / "report.html").read_text()
     p = assert_readable(page, CLASSIFICATION_SECTIONS)
-    assert "privacy" not in p.sections and "forgetting" not in p.sections  # nothing to show: left out
+    assert "forgetting" not in p.sections  # nothing to show: left out
+    assert "privacy" in p.sections and "no differential-privacy guarantee" in page  # said plainly
+    assert "membership inference" in page and "ROC AUC" in page
     metrics = p.tables[1]  # [0] is the header's data table
     assert [r[0] for r in metrics[1:]] == ["base (before fine-tuning)", "majority class (baseline)",
                                            "linear probe (96 train) (baseline)", "fine-tuned (full)"]

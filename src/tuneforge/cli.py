@@ -196,6 +196,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return report_command(args.runs, args.out)
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .recipes.audit import audit_command
+
+    return audit_command(args.run, args.json)
+
+
 def _cmd_sequence(args: argparse.Namespace) -> int:
     from .recipes.sequence import sequence_command
     from .training.distributed import refuse_launch
@@ -210,7 +216,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "scan": _cmd_scan,
     "chat": _cmd_chat, "compare": _cmd_compare, "export": _cmd_export, "sequence": _cmd_sequence,
     "serve": _cmd_serve,
-    "report": _cmd_report,
+    "report": _cmd_report, "audit": _cmd_audit,
 }
 
 
@@ -284,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rebuild a run's report.html; several runs: also a side-by-side comparison")
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--out", help="the comparison page (default: compare-A-vs-B.html beside the first run)")
+    p = sub.add_parser("audit", help="memorization audit of a finished run: membership inference, canary exposure")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--json", action="store_true", help="print audit.json instead of sentences")
     return parser
 
 

@@ -141,12 +141,22 @@ def audit_section(ctx: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def privacy_section(ctx: dict[str, Any]) -> tuple[str, str, str]:
-    """Differential privacy (ε, δ, the accountant) when the run trained with it: eval.json["privacy"]."""
-    p = ctx["results"].get("privacy")
+    """The guarantee (ε, δ, the accountant) or plainly none: eval.json["privacy"]; then the memorization audit
+    (membership inference, canary exposure): eval.json["audit"]."""
+    from .memorization import audit_lines, guarantee_lines
+
+    r = ctx["results"]
+    p = r.get("privacy")
     if not isinstance(p, dict) or not p:
-        return section("privacy", "Differential privacy", "")
-    return section("privacy", "Differential privacy", key_values(
-        [(k.replace("_", " "), num(v, 4) if isinstance(v, (int, float)) else text_cell(v)) for k, v in p.items()]))
+        return section("privacy", "Privacy and memorization", "")
+    body = items(guarantee_lines(p))
+    if p.get("per_epoch"):
+        body += table(["epoch", "ε spent"], [[num(e["epoch"]), num(e["epsilon"], 3)] for e in p["per_epoch"]])
+    if "audit" in r:
+        body += "<h3>Memorization audit</h3>" + items(audit_lines(r["audit"])) + (
+            "<p class='muted small'>Canaries are stored as hashes and scores only.</p>" if (r["audit"] or {}).get(
+                "canaries") else "")
+    return section("privacy", "Privacy and memorization", body)
 
 
 def model_card_section(ctx: dict[str, Any]) -> tuple[str, str, str]:

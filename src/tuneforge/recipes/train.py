@@ -11,7 +11,6 @@ forgetting, diagnoses and saves.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import shutil
 import tempfile
@@ -23,10 +22,11 @@ from typing import Any
 import torch
 
 from ..config import Config, dump_yaml, to_dict
+from ..data import canaries
 from ..data.records import Record
 from ..data.splits import load_splits
 from ..errors import TuneforgeError
-from ..evaluation import tblog
+from ..evaluation import memorization, tblog
 from ..evaluation.analysis import analyze
 from ..evaluation.report import write_outputs, write_predictions
 from ..evaluation.slices import missing_columns
@@ -77,7 +77,7 @@ def prepare(cfg: Config, log: RunLog | None = None, splits: dict[str, list[Recor
         given = splits if splits is not None else load_splits(  # cross-validation passes each fold's splits in
             cfg.data.train, cfg.data.validation, cfg.data.test, kind.stratify_column(cfg), cfg.data.group,
             cfg.train.seed, cfg.data.limit)
-        return vet(given, cfg, kind)
+        return vet(canaries.plant(given, cfg)[0], cfg, kind)  # privacy.canaries: planted before vetting
 
     splits, audit = engine.on_main(vetted)
     problem = missing_columns(cfg.eval.slices, splits.get("test") or splits.get("validation") or [])
@@ -128,8 +128,7 @@ def train(cfg: Config, overwrite: bool = False, quiet: bool = False,
         if resume and not overwrite:
             check_resume(cfg, early)
     method = get_method(cfg.method.name)
-    private = dp.start(cfg, len(prep.encoded["train"]), engine.size > 1)  # σ for the target ε, before any write
-    ready = dataclasses.replace(start(prep, method, early, engine), private=private)
+    ready = start(prep, method, early, engine, dp.start(cfg, len(prep.encoded["train"]), engine.size > 1))  # σ for ε
     if resume and not overwrite and engine.main:  # this many processes, this strategy: refused before writing
         Checkpointer(cfg.run_dir / "checkpoints", cfg.train, method, engine=engine).check_resumable()
     if not engine.main:
@@ -216,7 +215,7 @@ class Ready:
     private: dp.Private | None = None  # privacy.dp: DP-SGD (training/dp.py)
 
 
-def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE) -> Ready:
+def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE, private: Any = None) -> Ready:
     """Everything before the first step that can fail (the model, the method, the distribution strategy, the
     forgetting reference and earlier runs); touches nothing on disk."""
     cfg, task = prep.cfg, prep.task
@@ -259,7 +258,7 @@ def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE) -> 
     guard = engine.call(model, lambda m: ForgettingGuard.start(  # "before" probe, replay mix, EWC/L2
         cfg, task, prep.encoded["train"], m, device, dtype, log, previous=previous)) if engine.sharded else \
         ForgettingGuard.start(cfg, task, prep.encoded["train"], model, device, dtype, log, previous=previous)
-    return Ready(model, device, dtype, guard, base, pretrained, base_rows, baseline_rows)
+    return Ready(model, device, dtype, guard, base, pretrained, base_rows, baseline_rows, private)
 
 
 def _evaluate_sets(task: Any, model: torch.nn.Module, sets: dict[str, list[Any]], cfg: Config, device: torch.device,
@@ -346,6 +345,8 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
     final, final_rows = _evaluate_sets(task, model, _eval_sets(prep), cfg, device, dtype, engine)
     final["train"] = engine.evaluate(task, model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size,
                                      device, dtype)
+    results["audit"] = memorization.run(task, model, prep.encoded, cfg, device, dtype, log.note) if engine.size == 1 \
+        else None  # eval.audit: membership inference, canary exposure
     results.update({"final": final, "training": _training_summary(outcome, model), "history": outcome.state.history,
                     "notes": log.notes})
     forgetting, weights = None, None

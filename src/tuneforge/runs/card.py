@@ -31,7 +31,7 @@ def render(cfg: Any, task: Any, method: Any, results: dict[str, Any], audit: dic
                 f"{_base_line(base)}.\n",
                 "## Intended use\n\n" + task.intended_use(cfg) + "\n",
                 _base_section(base), _method_section(method, results, merged), _data_section(cfg, audit),
-                _vetting_section(audit), _hyper_section(cfg, method), _metrics_section(task, results),
+                _vetting_section(audit), _privacy_section(results), _hyper_section(cfg, method), _metrics_section(task, results),
                 _diagnosis_section(results), _loading_section(cfg, task, method, base, merged)]
     return "\n".join(s for s in sections if s)
 
@@ -144,6 +144,18 @@ def _hyper_section(cfg: Any, method: Any) -> str:
             if value is not None and value != "":
                 rows.append((f"`{section}.{key}`", f"`{value}`"))
     return "## Hyperparameters\n\n" + _table(["key", "value"], rows)
+
+
+def _privacy_section(results: dict[str, Any]) -> str:
+    """The differential-privacy guarantee, or plainly none, and the memorization audit (hashes, scores only)."""
+    if "privacy" not in results:
+        return ""
+    from ..evaluation.memorization import audit_lines, guarantee_lines
+
+    lines = [f"- {line}" for line in guarantee_lines(results["privacy"])]
+    if "audit" in results:
+        lines += [f"- {line.strip()}" for line in audit_lines(results["audit"])]
+    return "## Privacy\n\n" + "\n".join(lines) + "\n"
 
 
 def _metrics_section(task: Any, results: dict[str, Any]) -> str:

@@ -311,6 +311,12 @@ class Task(ABC):
         "where" (file:line) and "length" (input tokens) besides what `tally` reads; None: no rows."""
         return self.evaluate(model, examples, batch_size, device, dtype), None
 
+    def example_nll(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+                    dtype: torch.dtype | None) -> tuple[Any, Any] | None:
+        """(summed loss, loss units) of each example as numpy arrays: the memorization audit's scores
+        (evaluation/memorization.py; the mean is sum / units). None: the audit has nothing to score."""
+        return None
+
     @classmethod
     def tally(cls, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         """Per-example additive columns ({name: (n,) array}) whose sums `summarize` turns into the metrics."""

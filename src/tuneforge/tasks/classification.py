@@ -279,6 +279,15 @@ class ClassificationTask(TextTask):
                              for r in wrong[:self.samples]]
         return metrics, rows
 
+    def example_nll(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                    dtype: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+        """Each example's cross-entropy (multi-label: mean binary cross-entropy over the labels), one unit each."""
+        _, logits = self._forward(model, examples, batch_size, device, dtype)
+        labels = torch.tensor(np.array([e.label for e in examples]), dtype=torch.float if self.multi_label else torch.long)
+        per = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1) if self.multi_label \
+            else F.cross_entropy(logits, labels, reduction="none")
+        return per.numpy(), np.ones(len(examples))
+
     def prediction_rows(self, examples: list[Example], probs: np.ndarray,
                         logits: np.ndarray | None = None) -> list[dict[str, Any]]:
         """One row per example for predictions/<split>.jsonl (and the baselines, scored the same way)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -95,6 +96,12 @@ class Evaluation:
             out.update(self._generation_report([examples[i] for i in gen], outputs, [rows[i] for i in gen]))
         model.train(was_training)
         return out, rows
+
+    def example_nll(self, model: nn.Module, examples: list[Example], batch_size: int, device: torch.device,
+                    dtype: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+        """Each example's summed cross-entropy over its supervised tokens, and their number (no generation)."""
+        _, rows = self.evaluate_rows(model, examples, batch_size, device, dtype, generate=False)
+        return np.array([r["loss"] for r in rows]), np.array([max(r["tokens"], 1) for r in rows])
 
     def _generation_report(self, gen: list[Example], outputs: list[str],
                            rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
