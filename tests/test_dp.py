@@ -144,6 +144,7 @@ def test_a_resumed_dp_run_equals_an_uninterrupted_one(tmp_path: Path, monkeypatc
     ({"privacy": {"dp": {"epsilon": 8, "delta": 2}}}, "`privacy.dp.delta`"),
     ({"privacy": {"dp": {"epsilon": 8, "max_grad_norm": 0}}}, "`privacy.dp.max_grad_norm`"),
     ({"privacy": {"dp": {"epsilon": 8}}, "method": {"name": "qlora"}}, "`method.name`"),
+    ({"privacy": {"dp": {"epsilon": 8}}, "method": {"name": "dora"}}, "`method.name`"),
     ({"privacy": {"dp": {"epsilon": 8}}, "task": "instruction", "forgetting": {"replay": 0.2, "reference": "builtin"}},
      "`forgetting.replay`"),
     ({"privacy": {"dp": {"epsilon": 8}}, "task": "regression"}, "`task`"),

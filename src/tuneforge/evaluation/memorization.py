@@ -21,8 +21,8 @@ import torch
 
 from ..data.records import Record
 
-MEMBERS = 512       # training examples scored (the held-out split is scored whole, up to HELD_OUT)
-HELD_OUT = 2000
+MEMBERS = 256       # training examples scored (the held-out split is scored whole, up to HELD_OUT)
+HELD_OUT = 1000
 
 
 def membership(members: np.ndarray, others: np.ndarray) -> dict[str, Any]:

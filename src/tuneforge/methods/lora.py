@@ -90,6 +90,8 @@ class DoraMethod(LoraMethod):
 
     name = "dora"
     use_dora = True
+    # measured: Opacus's functorch fallback calls peft's DoraLinearLayer without the keyword arguments it needs
+    dp_problem = "its magnitude layer has no per-example gradients in Opacus (peft 0.17+); use method.name: lora"
 
 
 def lora_targets(model: nn.Module, targets: str | list[str]) -> str | list[str]:
