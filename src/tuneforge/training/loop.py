@@ -6,7 +6,9 @@ logging to metrics.jsonl + TensorBoard with a progress bar. Evaluation, early st
 weights live in training/validation.py; checkpoints in training/checkpoint.py.
 Everything that makes a step reproducible (batch order, RNG) derives from (seed, epoch, position),
 so a checkpoint holding the LoopState resumes exactly. On several processes (training/distributed.py) the
-batch order is that of the global batch and each rank trains on its share of every batch.
+batch order is that of the global batch and each rank trains on its share of every batch. Under privacy.dp
+the loop asks training/dp.py for the batches (Poisson-sampled), the gradients (per example) and their
+privatization (clipped, noised) instead.
 """
 from __future__ import annotations
 
@@ -204,9 +206,9 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
             task.batches(train, batch, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
         while state.micro < len(order) and state.step < plan.total_steps:
             group = order[state.micro:state.micro + per_step]
-            loss_t, step_tokens = private.accumulate(model, task, train, group[0], device, dtype) if private else \
-                forward_backward(model, task, train, group, device, dtype, regularizer, state, cfg, log, optimizer,
-                                 engine)
+            loss_t, step_tokens = private.accumulate(model, task, train, group[0], device, dtype) \
+                if private is not None else forward_backward(model, task, train, group, device, dtype, regularizer,
+                                                             state, cfg, log, optimizer, engine)
             state.micro += len(group)
             step_loss, grad_norm = step(params, optimizer, scheduler, loss_t, state, cfg, log, checkpointer, private)
             stepped = step_loss is not None
