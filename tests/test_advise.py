@@ -106,13 +106,13 @@ def estimate(raw: dict, method: str, steps: int = 1) -> tuple[dict, object]:
 
 
 def test_method_facts_come_from_the_method(tmp_path: Path) -> None:
-    """4-bit weights for QLoRA, a trainable share for the PEFT methods, all of it for full fine-tuning; the
+    """4-bit weights for QLoRA (the embeddings stay fp32), a trainable share for the PEFT methods, all of it for full fine-tuning; the
     parts add up to the peak; activations scale with the batch."""
     raw = memory_config(tmp_path, 64, 2)
     full, lora, qlora, adapter = (estimate(raw, m)[0] for m in ("full", "lora", "qlora", "adapter"))
     assert full["trainable_params"] == full["total_params"]
     assert lora["trainable_params"] == qlora["trainable_params"] < full["trainable_params"] / 5
-    assert qlora["weights_mb"] < 0.75 * lora["weights_mb"] and adapter["gradients_mb"] < full["gradients_mb"] / 5
+    assert qlora["weights_mb"] < lora["weights_mb"] and adapter["gradients_mb"] < full["gradients_mb"] / 5
     assert full["optimizer_mb"] == pytest.approx(2 * full["gradients_mb"], rel=0.01)  # AdamW: two moments
     assert full["batch_shape"].startswith("32x")
     raw["train"]["batch_size"] = 16
