@@ -212,11 +212,19 @@ def _cmd_sequence(args: argparse.Namespace) -> int:
                             quiet=args.quiet)
 
 
+def _cmd_advise(args: argparse.Namespace) -> int:
+    from .recipes.advise import advise_command
+
+    return advise_command(args.config, args.overrides, args.memory_gb, args.gpu_gb, args.hours, args.methods,
+                          args.out, args.overwrite)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "scan": _cmd_scan,
     "chat": _cmd_chat, "compare": _cmd_compare, "export": _cmd_export, "sequence": _cmd_sequence,
     "serve": _cmd_serve,
     "report": _cmd_report, "audit": _cmd_audit,
+    "advise": _cmd_advise,
 }
 
 
@@ -287,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--redact-output", action="store_true", help="run the PII detector over generated text")
 
+    _add_advise(sub)
+
     p = sub.add_parser("report", help="rebuild a run's report.html; several runs: also a side-by-side comparison")
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--out", help="the comparison page (default: compare-A-vs-B.html beside the first run)")
@@ -294,6 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--json", action="store_true", help="print audit.json instead of sentences")
     return parser
+
+
+def _add_advise(sub: Any) -> None:
+    p = sub.add_parser("advise", help="before training: is fine-tuning needed, which method fits the memory and "
+                       "time, which settings — measured on the config's data in about a minute")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--memory-gb", type=float, help="CPU RAM for training (default: this machine's)")
+    p.add_argument("--gpu-gb", type=float, help="judge memory for a GPU of this size instead (e.g. 24)")
+    p.add_argument("--hours", type=float, help="training time allowed on this machine")
+    p.add_argument("--methods", default="full,lora,qlora,adapter", help="the methods measured")
+    p.add_argument("--out", help="the advice directory (default: <output_dir>/<name>-advice)")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier advice there")
 
 
 def main(argv: list[str] | None = None) -> int:

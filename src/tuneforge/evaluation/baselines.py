@@ -11,6 +11,7 @@ metrics, intervals and paired tests as the model (evaluation/analysis.py).
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 
@@ -34,12 +35,8 @@ def majority_probs(y_train: np.ndarray, classes: int) -> np.ndarray:
 def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_eval: dict[str, np.ndarray], classes: int,
                  seed: int = 0) -> dict[str, np.ndarray]:
     """split -> (n, classes) probabilities of a standardized logistic regression fitted on (x_train, y_train)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     y_train = np.asarray(y_train, dtype=int)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=2000, random_state=seed))
+    model = probe_model(seed)
     model.fit(x_train, y_train)
     seen = model[-1].classes_
     out = {}
@@ -48,3 +45,28 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_eval: dict[str, np.
         p[:, seen] = model.predict_proba(x)  # classes absent from the sample get probability 0
         out[split] = p
     return out
+
+
+def probe_model(seed: int = 0) -> Any:
+    """The probe: standardized features, then L2-regularized logistic regression (scikit-learn)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=2000, random_state=seed))
+
+
+def probe_cross_validated(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Stratified k-fold accuracy of the probe on (x, y) (fewer folds when the smallest class is smaller):
+    mean, standard deviation and per-fold scores; the majority class's accuracy on the same labels beside it."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    y = np.asarray(y, dtype=int)
+    counts = np.bincount(y)
+    k = int(min(folds, counts[counts > 0].min()))
+    majority = float(counts.max() / max(len(y), 1))
+    if k < 2:
+        return {"folds": 0, "accuracy": None, "majority": majority, "n": len(y)}
+    scores = cross_val_score(probe_model(seed), x, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
+    return {"folds": k, "accuracy": float(scores.mean()), "std": float(scores.std()),
+            "per_fold": [round(float(s), 4) for s in scores], "majority": majority, "n": len(y)}

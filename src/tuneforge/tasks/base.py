@@ -357,6 +357,11 @@ class Task(ABC):
         """(n, d) numpy features of the frozen model for a linear probe baseline (None: no such baseline)."""
         return None
 
+    def probe_labels(self, examples: list[Any]) -> Any | None:
+        """(n,) integer classes of labelled examples, for a cross-validated linear probe on `embed`'s features
+        (`tuneforge advise`); None: this task has no such probe."""
+        return None
+
     def baselines(self, model: nn.Module, train: list[Any], eval_sets: dict[str, list[Any]], batch_size: int,
                   device: torch.device, dtype: torch.dtype | None) -> dict[str, dict[str, list[dict[str, Any]]]]:
         """{baseline name: {split: rows}}: simple predictors to beat, scored like the model (evaluation/)."""

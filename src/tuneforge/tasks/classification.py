@@ -345,6 +345,9 @@ class ClassificationTask(TextTask):
         return Scores(names, truth, np.array([r["logits"] for r in rows], dtype=float),
                       isinstance(rows[0]["label"], list))
 
+    def probe_labels(self, examples: list[Example]) -> np.ndarray | None:
+        return None if self.multi_label else np.array([e.label for e in examples], dtype=int)
+
     def baselines(self, model: nn.Module, train: list[Example], eval_sets: dict[str, list[Example]],
                   batch_size: int, device: torch.device, dtype: torch.dtype | None
                   ) -> dict[str, dict[str, list[dict[str, Any]]]]:
