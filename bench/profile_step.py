@@ -7,9 +7,9 @@
 The model, method, speed levers, batch and step are exactly what `tuneforge train` builds (recipes/train.py's
 prepare + start, training/loop.py's accumulate + step); `--set key=value` overrides a config key (dotted).
 After `--warmup` unprofiled steps it profiles `--steps` steps and prints, per op, its share of self CPU time
-(robust to other jobs on the machine, unlike wall time) and the peak of bytes allocated by tensors during the
-profiled steps (the profiler's allocation events summed in order: exact, unlike RSS, and not moved by load).
-`--json PATH` writes the rows.
+(robust to other jobs on the machine, unlike wall time). `--saved`: the MB one training forward keeps for its
+backward pass, by dtype (autograd's saved tensors: exact, unlike RSS, and not moved by load).
+`--off LEVER` turns a training/speed.py lever off, `--on LEVER` applies one on top (A/B); `--json PATH` writes the rows.
 """
 from __future__ import annotations
 
@@ -69,14 +69,28 @@ def one_step(b: dict[str, Any], k: int) -> int:
     return tokens
 
 
-def peak_allocated(prof: Any) -> tuple[int, int]:
-    """(peak bytes held by tensors allocated during the profiled steps, bytes still held at the end)."""
-    events = [(e.time_range.start, e.cpu_memory_usage) for e in prof.events() if e.name == "[memory]"]
-    held = peak = 0
-    for _, nbytes in sorted(events):
-        held += nbytes
-        peak = max(peak, held)
-    return peak, held
+def saved_for_backward(b: dict[str, Any]) -> dict[str, float]:
+    """MB that one training forward keeps for its backward pass (autograd's saved tensors, each storage
+    counted once, by dtype): exactly where activation memory goes, without a profiler, and not moved by load."""
+    r = b["ready"]
+    seen: dict[int, tuple[str, int]] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = (str(t.dtype).split(".")[-1], storage.nbytes())
+        return t
+
+    r.model.train()
+    batch = b["task"].collate(b["train"], b["order"][0], r.device)
+    from tuneforge.training.device import autocast
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(r.device, r.dtype):
+        loss = b["task"].loss(r.model, batch)
+    loss.backward()
+    out: dict[str, float] = {}
+    for dtype, nbytes in seen.values():
+        out[dtype] = out.get(dtype, 0.0) + nbytes / 2 ** 20
+    return {"total": sum(out.values()), **out, "tokens": float(batch["n_real"]) if "n_real" in batch else 0.0}
 
 
 def profile(b: dict[str, Any], warmup: int, steps: int) -> dict[str, Any]:
@@ -88,7 +102,7 @@ def profile(b: dict[str, Any], warmup: int, steps: int) -> dict[str, Any]:
         one_step(b, k)
     t0 = time.perf_counter()
     tokens = 0
-    with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         for k in range(warmup, warmup + steps):
             tokens += one_step(b, k)
     wall = time.perf_counter() - t0
@@ -97,9 +111,8 @@ def profile(b: dict[str, Any], warmup: int, steps: int) -> dict[str, Any]:
     rows = sorted(({"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1000 / steps,
                     "share": e.self_cpu_time_total / total, "calls": e.count // steps} for e in table),
                   key=lambda x: -x["self_cpu_ms"])
-    peak, _ = peak_allocated(prof)
     return {"wall_ms_per_step": wall * 1000 / steps, "tokens_per_step": tokens / steps,
-            "self_cpu_ms_per_step": total / 1000 / steps, "peak_alloc_mb": peak / 2 ** 20, "ops": rows}
+            "self_cpu_ms_per_step": total / 1000 / steps, "ops": rows}
 
 
 def main() -> None:
@@ -110,16 +123,31 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--off", action="append", default=[], metavar="LEVER",
+                    help="a training/speed.py lever function to turn off for an A/B (e.g. lean_lora_dropout)")
+    ap.add_argument("--on", action="append", default=[], metavar="LEVER",
+                    help="a training/speed.py lever(model, dtype) to apply on top (e.g. lean_frozen_weights on CPU)")
+    ap.add_argument("--saved", action="store_true", help="only the MB saved for backward by one forward")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.manual_seed(0)
+    from tuneforge.training import speed
+
+    for name in args.off:  # A/B: the lever does nothing (each returns how much it changed)
+        setattr(speed, name, lambda *a, **k: 0)
     with tempfile.TemporaryDirectory() as tmp:
         b = build(args.case, args.method, args.set, Path(tmp) / "run")
+        for name in args.on:
+            b["notes"].append(f"--on {name}: {getattr(speed, name)(b['ready'].model, b['ready'].dtype)}")
+        if args.saved:
+            saved = saved_for_backward(b)
+            print(f"{args.case} {args.method} {' '.join(args.set)} off={args.off} saved for backward: "
+                  + ", ".join(f"{k} {v:,.1f}" for k, v in saved.items()))
+            return
         out = profile(b, args.warmup, args.steps)
-    out.update(case=args.case, method=args.method, overrides=args.set, notes=b["notes"])
-    print(f"{args.case} {args.method} {' '.join(args.set)}: {out['wall_ms_per_step']:.0f} ms/step wall, "
-          f"{out['self_cpu_ms_per_step']:.0f} ms self CPU, {out['tokens_per_step']:.0f} real tokens/step, "
-          f"peak allocated {out['peak_alloc_mb']:.0f} MB")
+    out.update(case=args.case, method=args.method, overrides=args.set, off=args.off, on=args.on, notes=b["notes"])
+    print(f"{args.case} {args.method} {' '.join(args.set)} off={args.off} on={args.on}: {out['wall_ms_per_step']:.0f} ms/step wall, "
+          f"{out['self_cpu_ms_per_step']:.0f} ms self CPU, {out['tokens_per_step']:.0f} real tokens/step")
     print(f"{'op':<44}{'share':>7}{'ms/step':>9}{'calls':>7}")
     for row in out["ops"][:args.top]:
         print(f"{row['op'][:43]:<44}{row['share']:>7.1%}{row['self_cpu_ms']:>9.1f}{row['calls']:>7}")
