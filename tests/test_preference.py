@@ -299,6 +299,13 @@ def test_diagnosis_reads_preference_curves() -> None:
     assert "rouge_l 0.620 → 0.400" in over["evidence"][0] and any("train.beta" in a for a in over["advice"])
     results["final"]["test"]["rouge_l"] = 0.63  # the same margins with generations intact: healthy
     assert diagnose(train + rows([0.8, 3.0, 9.0], [0.9, 0.97, 1.0]), results)["label"] == "healthy"
+    # Two evaluations, both late (margins 5.9 → 6.9): the growth shows against the starting model's margin 0
+    results["final"]["test"]["rouge_l"] = 0.44
+    late = diagnose(train + rows([5.9, 6.9], [0.97, 0.97]), results)
+    assert late["label"] == "inconclusive"  # without the starting point: the curve alone shows 1.2-fold
+    results["base"]["validation"] = {"reward_margin": 0.0}
+    late = diagnose(train + rows([5.9, 6.9], [0.97, 0.97]), results)
+    assert late["label"] == "overfitting" and "from 0.000 (step 0) to 6.900" in late["evidence"][0]
     stuck = diagnose(train + rows([0.0, 0.01, 0.02], [0.5, 0.52, 0.49]), results)
     assert stuck["label"] == "underfitting" and "stayed at 0.490–0.520" in stuck["evidence"][-1]
 

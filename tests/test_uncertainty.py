@@ -143,3 +143,22 @@ def test_generation_tally_reproduces_the_generation_metrics() -> None:
     assert got["perplexity"] == pytest.approx(np.exp(8.0 / 16))
     ci = uncertainty.intervals(generation_tally(rows), generation_summary, ["rouge_l", "fact_accuracy"], seed=0)
     assert ci["rouge_l"][0] <= got["rouge_l"] <= ci["rouge_l"][1]
+
+
+def test_a_verdict_without_paired_tests_weighs_the_two_stages_and_names_what_got_worse() -> None:
+    """Preference keeps no per-example scores: the verdict compares the stages' numbers (support-bot-prefs'
+    own: reward accuracy up, the generations down) and never claims the base was not evaluated."""
+    from tuneforge.evaluation.verdict import paragraph
+    from tuneforge.tasks.preference.task import PreferenceTask
+
+    base = {"n": 80, "reward_accuracy": 0.5, "reward_margin": 0.0, "kl": 0.0, "rouge_l": 0.632, "fact_accuracy": 0.75}
+    final = {"n": 80, "reward_accuracy": 0.9625, "reward_margin": 6.71, "kl": 1.57, "rouge_l": 0.444,
+             "fact_accuracy": 0.1875}
+    v = paragraph({"base": {"test": base}, "final": {"test": final}}, PreferenceTask)
+    assert v["tone"] == "mixed" and "against 0.500 for the base model (no paired test" in v["text"]
+    assert "rouge_l 0.632 → 0.444, fact_accuracy 0.750 → 0.188" in v["text"] and "kl" not in v["text"]
+    assert "not evaluated" not in v["text"]
+    final.update(rouge_l=0.65, fact_accuracy=0.80)
+    assert paragraph({"base": {"test": base}, "final": {"test": final}}, PreferenceTask)["tone"] == "good"
+    final["reward_accuracy"] = 0.5
+    assert paragraph({"base": {"test": base}, "final": {"test": final}}, PreferenceTask)["tone"] == "bad"

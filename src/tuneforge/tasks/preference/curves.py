@@ -49,6 +49,9 @@ def stuck_at_chance(val: list[dict[str, Any]], results: dict[str, Any]) -> str:
 
 def over_optimization(val: list[dict[str, Any]], results: dict[str, Any]) -> str:
     margins = [(r["step"], r["reward_margin"]) for r in val if _finite(r.get("reward_margin"))]
+    start = results.get("base", {}).get("validation", {}).get("reward_margin")
+    if _finite(start):  # the starting model's margin is step 0 (0 when it is its own reference): two evaluations
+        margins.insert(0, (0, start))  # late in a short run would otherwise hide the growth (support-bot-prefs)
     if len(margins) < 2:
         return ""
     (s0, m0), (s1, m1) = margins[0], margins[-1]

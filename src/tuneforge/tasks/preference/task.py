@@ -90,6 +90,8 @@ class PreferenceTask(InstructionTask):
     shards_evaluation = False  # its evaluate tallies pairs whole (the instruction shards are token sums)
     headline = ("reward_accuracy", "reward_margin", "logp_accuracy", "kl", "rouge_l", "fact_accuracy")
     primary_metric = "reward_accuracy"
+    # Against the starting model: margins and KL are measured from it (0 there by construction), so not these.
+    verdict_metrics = ("reward_accuracy", "logp_accuracy", "rouge_l", "fact_accuracy")
     curve_metric = "reward_accuracy"
     # What `evaluate` computes on validation data (generation only on test splits); `n` is a count.
     metrics = {"loss": "min", "reward_accuracy": "max", "reward_margin": "max", "chosen_logps": "max",
