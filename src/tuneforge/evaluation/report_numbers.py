@@ -53,8 +53,12 @@ def metrics_section(ctx: dict[str, Any]) -> tuple[str, str, str]:
     for key, label, m in models:
         rows.append([esc(label), num(m.get("n"))] + _cells(m, names) + [_vs(comps.get(key), task.primary_metric)])
     heads = ["model", "n"] + [esc(k) for k in names] + ["fine-tuned vs this model"]
-    body = (f"<p class='muted small'>{esc(split)} split; under each number its 95% bootstrap interval; the last "
-            "column tests the fine-tuned model against each row on the same examples.</p>"
+    said = [f"{esc(split)} split"]
+    if any(m.get("ci") for _, _, m in models):
+        said.append("under each number its 95% bootstrap interval")
+    said.append("the last column tests the fine-tuned model against each row on the same examples" if comps else
+                "no paired tests: this run keeps no per-example scores")
+    body = (f"<p class='muted small'>{'; '.join(said)}.</p>"
             + table(heads, rows, text_cols=(0, len(heads) - 1), highlight=(len(rows) - 1,)))
     others = [[esc(STAGE_NAMES.get(stage, stage)), esc(s), num(m.get("n"))] + _cells(m, names)
               for stage in ("pretrained", "base", "final") for s, m in r.get(stage, {}).items() if s != split]
