@@ -122,14 +122,14 @@ def test_method_facts_come_from_the_method(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory) -> dict:
-    """Per method: advise's estimate and a real run measured as compare measures it (4 fresh processes)."""
+    """Per method: advise's estimate and a real run measured as compare measures it (2 fresh processes)."""
     from tuneforge.recipes.compare import run_isolated
 
     tmp = tmp_path_factory.mktemp("advise-mem")
     raw = memory_config(tmp, 256, 4)
     out = {}
     (tmp / "work").mkdir()
-    for m in ("full", "lora", "qlora", "adapter"):
+    for m in ("full", "lora"):
         est, cfg = estimate(raw, m, steps=2)
         real = run_isolated(cfg, tmp / "work")
         train = json.loads((cfg.run_dir / "eval.json").read_text(encoding="utf-8"))["training"]
@@ -138,15 +138,12 @@ def measured(tmp_path_factory) -> dict:
     return out
 
 
-PEFT_GAP = pytest.mark.xfail(strict=False, reason="measured (README, advise): the peak of a parameter-efficient "
-                             "run exceeds the sum of its tensors by 30-60%; where the rest goes is open (issue 21)")
-
-
+# Only full fine-tuning's memory is asserted: the peak of a parameter-efficient run exceeds the sum of its
+# tensors by 30-60% (measured, README "advise"; CPU dropout's fp32 masks are part of it, issue 16) and advise
+# does not count that yet (issue 21 open) — an assertion that cannot fail would say nothing.
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["full", pytest.param("lora", marks=PEFT_GAP),
-                                    pytest.param("qlora", marks=PEFT_GAP), pytest.param("adapter", marks=PEFT_GAP)])
-def test_memory_estimate_matches_the_measured_peak(measured: dict, method: str) -> None:
-    est, real, _ = measured[method]
+def test_memory_estimate_matches_the_measured_peak(measured: dict) -> None:
+    est, real, _ = measured["full"]
     assert est["cpu_peak_mb"] == pytest.approx(real["peak_mem_mb"], rel=0.25), (est, real)
 
 

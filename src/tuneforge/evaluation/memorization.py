@@ -21,8 +21,8 @@ import torch
 
 from ..data.records import Record
 
-MEMBERS = 256       # training examples scored (the held-out split is scored whole, up to HELD_OUT)
-HELD_OUT = 1000
+MEMBERS = 256       # training examples scored, and as many held-out ones: balanced classes for the ROC, and
+HELD_OUT = 256      # the audit's cost stays two small forward passes after every run (AUC's s.e. ~0.03 here)
 
 
 def membership(members: np.ndarray, others: np.ndarray) -> dict[str, Any]:

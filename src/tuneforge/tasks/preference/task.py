@@ -301,6 +301,12 @@ class PreferenceTask(InstructionTask):
         or slices for preference runs)."""
         return self.evaluate(model, examples, batch_size, device, dtype, generate), None
 
+    def example_nll(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
+                    dtype: torch.dtype | None) -> None:
+        """No membership score: a pair's loss compares two completions against a reference, it is not one
+        record's likelihood (the instruction task's per-example loss would need rows preference does not keep)."""
+        return None
+
     def token_kl(self, model: nn.Module, s: dict[str, Any], sub: dict[str, Any],
                  chunk: int = 256) -> tuple[float, int]:
         """(sum, count) of KL(policy ‖ reference) of the next-token distributions at the completion tokens,
