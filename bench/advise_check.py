@@ -3,7 +3,7 @@
 
 For each method: advise's estimate (recipes/advise.py `method_row`, in this process), then a real training run
 of the same config in a fresh process, measured exactly as `tuneforge compare` measures it
-(recipes/compare.py `run_isolated`: ru_maxrss minus RSS after imports and a warm-up data pass). Both see the
+(recipes/compare.py `run_isolated`: the child's VmHWM minus RSS after imports and a warm-up data pass). Both see the
 same data: the LONGEST records of the config's training set (so every batch is as wide as the largest one the
 estimate is made for), a few optimizer steps, no base evaluation, no baselines, no test split.
 

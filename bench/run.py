@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -250,11 +249,13 @@ def _hf_instruction_example(tok: Any, row: dict[str, Any], max_length: int) -> d
 
 
 def child(case: str, tool: str, method: str) -> None:
+    from tuneforge.recipes.compare import peak_rss
+
     with tempfile.TemporaryDirectory() as tmp:
         runner = {"tuneforge": run_tuneforge, "hf_peft": run_hf, "trl_sft_bf16": run_trl,
                   "hf_peft_bf16": lambda c, m, o: run_hf(c, m, o, bf16=True)}[tool]
         row = runner(case, method, Path(tmp))
-    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    row["peak_rss_mb"] = round(peak_rss() / 2 ** 20, 1)  # VmHWM: ru_maxrss would carry the driver's RSS over
     print("BENCH_ROW " + json.dumps(row))
 
 

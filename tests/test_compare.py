@@ -67,7 +67,7 @@ def test_compare_cli_runs_each_method_in_a_fresh_process(tiny_cfg, tmp_path, cap
     config = write_config(tmp_path / "tiny.yaml", **tiny_cfg)
     assert main(["compare", str(config), "--methods", "lora", "--sizes", "20"]) == 0
     rows = json.loads((tmp_path / "runs" / "tiny" / "compare.json").read_text())
-    assert len(rows) == 1 and rows[0]["memory_measure"].startswith("peak RSS growth (ru_maxrss")
+    assert len(rows) == 1 and rows[0]["memory_measure"].startswith("peak RSS growth (VmHWM")
     assert rows[0]["peak_rss_mb"] >= rows[0]["peak_mem_mb"] >= 0
     assert "| lora | 20 |" in capsys.readouterr().out
     # run again: the finished run with the same config and data is reused, not retrained

@@ -16,7 +16,7 @@ Fairness choices, all recorded in compare.md:
   0.923 after 154; adapter 0.350 → 0.937), and the training-time column shows what that costs. Runs with
   many epochs are validated about EVALS times instead of after every epoch.
 - memory: each run trains in a fresh Python process. On CPU, peak_mem_mb is that process's peak
-  resident memory (ru_maxrss, kernel-tracked) minus its resident memory just before training began
+  resident memory (VmHWM, kernel-tracked) minus its resident memory just before training began
   (after importing torch, transformers and peft and one warm-up pass over the data), so it counts
   loading the model, gradients, optimizer state, activations and evaluation. On CUDA it is
   torch.cuda.max_memory_allocated. cpu_s (CPU seconds of that process) is reported beside wall time
@@ -264,8 +264,36 @@ def _measurement(before: int, peak: int, cuda: bool, wall: float, how: str) -> d
     return out
 
 
+def reset_peak_rss() -> bool:
+    """Start this process's resident high-water mark (VmHWM) afresh; False where the kernel cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")  # 5: reset the peak RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss() -> int:
+    """This process's peak resident bytes since `reset_peak_rss` (or since exec).
+
+    Not ru_maxrss: Linux carries the parent's resident size at fork into the child's ru_maxrss across exec, so
+    a run started from a 1.5 GB process reads >= 1.5 GB whatever it did (measured: a 14 MB child read 1,514 MB;
+    CI's pytest process made full fine-tuning's growth read 855 MB instead of 555 MB). VmHWM belongs to the
+    process's own memory map.
+    """
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; other systems: the best there is
+
+
 def _child_main(cfg_path: str, result_path: str) -> int:
-    """One comparison run in a fresh process: peak RSS (ru_maxrss) minus RSS just before training.
+    """One comparison run in a fresh process: peak RSS minus RSS just before training.
 
     The baseline is taken after importing the libraries and one warm-up pass over the data (read, PII
     scan, leakage check, tokenize: identical for every method), so the growth is what the method costs:
@@ -285,13 +313,14 @@ def _child_main(cfg_path: str, result_path: str) -> int:
 
     cfg = load_config(None, base=yaml.safe_load(Path(cfg_path).read_text(encoding="utf-8")))
     prepare(cfg)
+    reset_peak_rss()  # the warm-up's own transient peak is not the method's
     before = psutil.Process().memory_info().rss
     cuda = _cuda_reset()
     t0 = time.perf_counter()
     train(cfg, overwrite=True, quiet=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    result = _measurement(before, usage.ru_maxrss * 1024, cuda, time.perf_counter() - t0,  # ru_maxrss: KiB
-                          "peak RSS growth (ru_maxrss of a fresh process minus RSS after imports and a warm-up data pass)")
+    result = _measurement(before, peak_rss(), cuda, time.perf_counter() - t0,
+                          "peak RSS growth (VmHWM of a fresh process minus RSS after imports and a warm-up data pass)")
     # CPU seconds of the whole process: unlike wall time, not inflated when others share the cores
     result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
     Path(result_path).write_text(json.dumps(result), encoding="utf-8")

@@ -33,9 +33,10 @@ MIB = 2 ** 20
 GPU_CONTEXT_MB = 500   # CUDA context and kernels: not in torch.cuda.max_memory_allocated, but it takes GPU memory
 # What a CPU training run's RSS grows by beyond its tensors: the libraries it loads on the way (scikit-learn,
 # matplotlib, tensorboard), thread pools and allocator arenas. Measured as compare measures (a fresh process,
-# ru_maxrss minus the RSS after imports): a run of a 1M-parameter BERT, whose tensors are a few MB, grew by
-# 240 MB under full fine-tuning and 243 MB under QLoRA (2 cores, 2026-12-01).
-CPU_RUNTIME_MB = 240
+# its VmHWM minus the RSS after imports): a run of a 2M-parameter BERT, whose tensors are a few MB, grew by
+# 186 MB under full fine-tuning and 188 MB under QLoRA (2 idle cores, 2026-12-01 evening; the 240 MB measured
+# earlier read ru_maxrss, which carries the parent process's RSS over).
+CPU_RUNTIME_MB = 185
 
 
 @dataclass
