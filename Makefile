@@ -22,11 +22,15 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/tuneforge train examples/sentiment.yaml --overwrite
 
+# Two workers, one core each (tests/conftest.py pins them); a test module stays on one worker, so its
+# module-scoped fixtures are built once. Measured on 2 idle cores: 11 min 57 s vs 19 min 35 s in one process.
+XDIST   := -n 2 --dist loadscope
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 bench: setup
 	$(BIN)/python bench/run.py

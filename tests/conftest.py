@@ -13,6 +13,21 @@ import pytest
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="tuneforge-tests-hf-")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs `-n 2`), pin each worker to a core of its own.
+
+    Training takes all the cores it is allowed (training/device.set_threads reads the affinity), so two workers
+    would each run two threads on two cores, and oversubscribed OpenMP threads spin against each other. Pinned,
+    every run a worker starts, in process or as a child process (the CLI, torchrun ranks), gets one core.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...
+    if not worker or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
