@@ -63,7 +63,30 @@ def test_canaries_are_planted_scored_and_never_stored(tmp_path: Path, capsys: py
     out = capsys.readouterr().out
     assert "membership inference" in out and planted[0].digest in out
     assert (run / "audit.json").is_file()
+    again, during = json.loads((run / "audit.json").read_text())["membership"], result["audit"]["membership"]
+    assert again["auc"] == pytest.approx(during["auc"], abs=0.02)  # training took the held-out losses from its rows
+    assert again["mean_loss_non_members"] == pytest.approx(during["mean_loss_non_members"], abs=2e-3)
     secrets = [c.secret.encode() for c in planted]
     hits = [f"{p.relative_to(run)}" for p in run.rglob("*") if p.is_file() and any(s in p.read_bytes()
                                                                                   for s in secrets)]
     assert hits == [], f"canaries written in clear: {hits}"
+
+
+@pytest.mark.parametrize("kind", ["cls", "lm"])
+def test_the_audit_after_training_agrees_with_a_fresh_one(shipped_runs: dict[str, Path], kind: str,
+                                                          tmp_path: Path) -> None:
+    """Training scores the held-out side from the final evaluation's per-example rows; `tuneforge audit` scores
+    it afresh from the saved model: the same losses, the same attack. audit.json is a run file (--overwrite and
+    --resume still recognise the run)."""
+    import shutil
+
+    from tuneforge.recipes.audit import audit_run
+    from tuneforge.runs import rundir
+
+    run = Path(shutil.copytree(shipped_runs[kind], tmp_path / kind))
+    during = json.loads((run / "eval.json").read_text())["audit"]["membership"]
+    fresh = audit_run(run)["membership"]
+    assert fresh["non_members"] == during["non_members"] > 0 and fresh["held_out"] == during["held_out"]
+    assert fresh["mean_loss_non_members"] == pytest.approx(during["mean_loss_non_members"], abs=1e-3)
+    assert fresh["auc"] == pytest.approx(during["auc"], abs=1e-6)
+    assert rundir.not_a_run(run) == ""

@@ -46,10 +46,20 @@ def _mean_losses(task: Any, model: torch.nn.Module, examples: list[Any], batch_s
     return None if found is None else found[0] / found[1]
 
 
+def _row_losses(rows: list[dict[str, Any]] | None) -> np.ndarray | None:
+    """Mean losses from the final evaluation's per-example rows (`loss`, over `tokens` where the task counts
+    them), so the held-out split is not scored twice; None when the rows do not carry a loss."""
+    if not rows or any("loss" not in r for r in rows):
+        return None
+    return np.array([r["loss"] / max(r.get("tokens", 1), 1) for r in rows])
+
+
 def audit(task: Any, model: torch.nn.Module, encoded: dict[str, list[Any]], cfg: Any, device: torch.device,
-          dtype: torch.dtype | None, canaries: list[Any] | None = None) -> dict[str, Any] | None:
+          dtype: torch.dtype | None, canaries: list[Any] | None = None,
+          rows: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any] | None:
     """eval.json["audit"]: membership inference on train vs held-out (test, else validation), and canary
-    exposure when canaries were planted; None when the task scores no examples or nothing is held out."""
+    exposure when canaries were planted; None when the task scores no examples or nothing is held out.
+    `rows`: the final evaluation's per-example rows by split, whose losses the held-out side reuses."""
     held = "test" if encoded.get("test") else "validation"
     train = [e for e in encoded.get("train", []) if not str(getattr(e, "where", "")).startswith("<canary>")]
     if not encoded.get(held) or not train:
@@ -58,7 +68,9 @@ def audit(task: Any, model: torch.nn.Module, encoded: dict[str, list[Any]], cfg:
     members = _mean_losses(task, model, train[:MEMBERS], bs, device, dtype)
     if members is None:
         return None
-    others = _mean_losses(task, model, encoded[held][:HELD_OUT], bs, device, dtype)
+    others = _row_losses((rows or {}).get(held, [])[:HELD_OUT])
+    if others is None:
+        others = _mean_losses(task, model, encoded[held][:HELD_OUT], bs, device, dtype)
     out: dict[str, Any] = {"membership": {**membership(members, others), "held_out": held}}
     if canaries:
         out["canaries"] = exposures(task, model, canaries, cfg, device, dtype)
@@ -91,13 +103,15 @@ def exposures(task: Any, model: torch.nn.Module, canaries: list[Any], cfg: Any, 
 
 
 def run(task: Any, model: torch.nn.Module, encoded: dict[str, list[Any]], cfg: Any, device: torch.device,
-        dtype: torch.dtype | None, note: Any) -> dict[str, Any] | None:
+        dtype: torch.dtype | None, note: Any, rows: dict[str, list[dict[str, Any]]] | None = None
+        ) -> dict[str, Any] | None:
     """After training (unless eval.audit: false): the audit, its lines in the run log."""
     if not cfg.eval.audit:
         return None
     from ..data.canaries import make
 
-    found = audit(task, model, encoded, cfg, device, dtype, make(cfg.privacy.canaries, cfg.train.seed, cfg.name))
+    found = audit(task, model, encoded, cfg, device, dtype, make(cfg.privacy.canaries, cfg.train.seed, cfg.name),
+                  rows)
     for line in audit_lines(found):
         note(line)
     return found

@@ -345,8 +345,8 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
     final, final_rows = _evaluate_sets(task, model, _eval_sets(prep), cfg, device, dtype, engine)
     final["train"] = engine.evaluate(task, model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size,
                                      device, dtype)
-    results["audit"] = memorization.run(task, model, prep.encoded, cfg, device, dtype, log.note) if engine.size == 1 \
-        else None  # eval.audit: membership inference, canary exposure
+    results["audit"] = memorization.run(task, model, prep.encoded, cfg, device, dtype, log.note, final_rows) \
+        if engine.size == 1 else None  # eval.audit: membership inference, canary exposure
     results.update({"final": final, "training": _training_summary(outcome, model), "history": outcome.state.history,
                     "notes": log.notes})
     forgetting, weights = None, None

@@ -26,7 +26,8 @@ FINISHED_MARK = "eval.json"  # a run is complete once eval.json exists
 LOCK = ".lock"
 # Everything tuneforge itself writes at the top of a run directory (train, report, export).
 RUN_ENTRIES = frozenset({"config.yaml", "data_audit.json", "metrics.jsonl", "eval.json", "report.html",
-                         "curves.png", LOCK, "tb", "checkpoints", "model", "export", "predictions"})
+                         "curves.png", LOCK, "tb", "checkpoints", "model", "export", "predictions",
+                         "audit.json"})  # audit.json: `tuneforge audit RUN`
 PLOT_PREFIXES = ("confusion_", "reliability_")  # per-split plots: confusion_test.png, reliability_test.png
 # Files only a tuneforge run has; a directory with none of them is not recognisably a run.
 MARKERS = ("config.yaml", "data_audit.json", "metrics.jsonl", "eval.json", LOCK)

@@ -274,6 +274,8 @@ class ClassificationTask(TextTask):
         total, logits = self._forward(model, examples, batch_size, device, dtype)
         metrics = self.merge_shards([{"loss_sum": total, "logits": logits.numpy()}], examples)  # one shard: all
         rows = self.prediction_rows(examples, self._probs(logits).numpy(), logits.numpy())
+        for row, loss in zip(rows, self._losses(logits, examples)):
+            row["loss"] = round(float(loss), 6)  # the memorization audit's score of a held-out example
         wrong = sorted((r for r in rows if r["label"] != r["predicted"]), key=lambda r: -r["confidence"])
         metrics["errors"] = [{k: r[k] for k in ("where", "text", "label", "predicted", "confidence")}
                              for r in wrong[:self.samples]]
@@ -283,10 +285,14 @@ class ClassificationTask(TextTask):
                     dtype: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
         """Each example's cross-entropy (multi-label: mean binary cross-entropy over the labels), one unit each."""
         _, logits = self._forward(model, examples, batch_size, device, dtype)
+        return self._losses(logits, examples), np.ones(len(examples))
+
+    def _losses(self, logits: torch.Tensor, examples: list[Example]) -> np.ndarray:
+        """Each example's cross-entropy (multi-label: mean binary cross-entropy over the labels)."""
         labels = torch.tensor(np.array([e.label for e in examples]), dtype=torch.float if self.multi_label else torch.long)
         per = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1) if self.multi_label \
             else F.cross_entropy(logits, labels, reduction="none")
-        return per.numpy(), np.ones(len(examples))
+        return per.numpy()
 
     def prediction_rows(self, examples: list[Example], probs: np.ndarray,
                         logits: np.ndarray | None = None) -> list[dict[str, Any]]:
