@@ -1,7 +1,7 @@
 """`tuneforge advise` (issue 21): its estimates are checked against what really happens, not trusted.
 
 - memory (slow: 4 fresh processes): advise's estimate for full, LoRA, QLoRA and adapters against the peak compare measures for a real
-  training run of the same config (recipes/compare.py run_isolated: a fresh process, ru_maxrss minus RSS after
+  training run of the same config (recipes/compare.py run_isolated: a fresh process, its VmHWM minus RSS after
   imports and a warm-up data pass), on a small random BERT whose tensors outweigh the process's fixed costs;
 - time: the estimated train_seconds of the config as written against the same runs' eval.json (a ratio of two
   times measured back to back on the same machine, with a wide bound: tests never assert on absolute time);
@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 
 import pytest
-from helpers_tiny import make_tiny_bert, tiny_train_config, write_jsonl
+from helpers_tiny import make_tiny_bert, make_tiny_llama, tiny_train_config, write_jsonl
 
 from tuneforge.cli import main
 from tuneforge.config import load_config
@@ -81,6 +81,27 @@ def test_shuffled_labels_need_fine_tuning(tmp_path: Path) -> None:
     write_jsonl(Path(raw["data"]["train"]), [r | {"label": lab} for r, lab in zip(rows, labels)])
     advice = advise(load_config(None, base=raw), ["adapter"], Budget(None, None, None), steps=1)
     assert advice["need"]["needed"] is True and advice["need"]["probe"]["accuracy"] < 0.6
+
+
+def test_an_instruction_config_is_judged_by_the_base_models_answers(tmp_path: Path, capsys) -> None:
+    """A generating task has no probe: the base model answers held-out prompts, scored like a test split; each
+    method's row starts from one loaded copy of the model (the same weights, the same load size)."""
+    llama = make_tiny_llama(tmp_path / "llama")
+    rows = [{"instruction": f"What does code E{i} mean?", "output": f"E{i} means reset the kettle."} for i in range(40)]
+    raw = tiny_train_config(llama, write_jsonl(tmp_path / "qa.jsonl", rows), tmp_path / "runs", name="qa")
+    raw.update(task="instruction", eval={"base": False, "batch_size": 8, "max_new_tokens": 6})
+    raw["data"] = {"train": str(tmp_path / "qa.jsonl"), "validation": 0.2, "max_length": 48}
+    cfg = tmp_path / "qa.yaml"
+    cfg.write_text(json.dumps(raw), encoding="utf-8")
+    assert main(["advise", str(cfg), "--methods", "lora,full"]) == 0
+    advice = json.loads((tmp_path / "runs" / "qa-advice" / "advice.json").read_text(encoding="utf-8"))
+    need = advice["need"]
+    assert need["kind"] == "base model answers" and need["split"] == "validation" and need["n"] == 8
+    assert need["needed"] is True and "rouge_l" in need["scores"]  # a random model does not answer
+    lora, full = advice["methods"]
+    assert lora["load_mb"] == full["load_mb"] and full["trainable_params"] == full["total_params"]
+    assert lora["trainable_params"] < full["trainable_params"] / 5
+    assert "needed" in capsys.readouterr().out
 
 
 def memory_config(tmp: Path, hidden: int, layers: int) -> dict:

@@ -17,6 +17,7 @@ Writes advice.json and advice.html into a directory of its own (default `<output
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -104,8 +105,8 @@ def advise(cfg: Config, methods: list[str], budget: Budget, steps: int = 2) -> d
     base = load_base(prep, device)
     need = need_section(prep, base, curves, n, device, dtype)
     fit = model_fit(prep, need)
+    rows = [method_row(prep, m, device, dtype, curves, n, steps, start=base) for m in methods]
     del base
-    rows = [method_row(prep, m, device, dtype, curves, n, steps) for m in methods]
     judge(rows, budget)
     choice = choose(rows, curves)
     return {"config": cfg.name, "task": cfg.task, "model": cfg.model, "device": str(device),
@@ -205,7 +206,8 @@ def generation_need(prep: Any, base: Any, device: Any, dtype: Any) -> dict[str, 
     task = prep.task
     split = "test" if prep.encoded.get("test") else "validation"
     sample = (prep.encoded.get(split) or prep.encoded["train"])[:GEN_SAMPLE]
-    scores = task.evaluate(base, sample, prep.cfg.eval.batch_size, device, dtype) if sample else {}
+    answer = {"generate": True} if task.generates else {}  # a validation split is otherwise scored on loss only
+    scores = task.evaluate(base, sample, prep.cfg.eval.batch_size, device, dtype, **answer) if sample else {}
     main = task.primary_metric
     value = scores.get(main)
     good = isinstance(value, (int, float)) and (value >= 0.9 if task.direction(main) == "max" else False)
@@ -215,8 +217,7 @@ def generation_need(prep: Any, base: Any, device: Any, dtype: Any) -> dict[str, 
                f"prompts score " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
     return {"needed": not good, "kind": "base model answers", "split": split, "n": len(sample), "scores": shown,
             "samples": scores.get("samples", [])[:3], "summary": summary,
-            "seconds": round(time.perf_counter() - t0, 1), "load_average": round(load, 2),
-            "cores": os.cpu_count()}
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def scratch_section(fit: dict[str, Any], curves: dict[str, Any], n: int) -> dict[str, Any]:
@@ -240,8 +241,12 @@ def scratch_section(fit: dict[str, Any], curves: dict[str, Any], n: int) -> dict
 # ------------------------------------------------------------------ which method fits
 
 def method_row(prep: Any, name: str, device: Any, dtype: Any, curves: dict[str, Any], n: int,
-               steps: int) -> dict[str, Any]:
-    """One method: measured memory and speed, compare's plan for it, the curve's metric at this size."""
+               steps: int, start: Any = None) -> dict[str, Any]:
+    """One method: measured memory and speed, compare's plan for it, the curve's metric at this size.
+
+    `start`: the loaded pretrained model (`load_base`), copied for this method instead of loaded again — the
+    methods advise weighs load the same weights (QLoRA quantizes them in `apply`), and SmolLM2's GGUF load
+    alone takes ~40 s."""
     from ..training.footprint import MIB, measure
     from ..training.speed import optimize_for_training
     from .inference import start_model
@@ -250,7 +255,7 @@ def method_row(prep: Any, name: str, device: Any, dtype: Any, curves: dict[str, 
     method = get_method(name)
     cfg = derived(prep.cfg, name, n)
     task = prep.task
-    model = start_model(cfg, prep.source, task, method)
+    model = copy.deepcopy(start).cpu() if start is not None else start_model(cfg, prep.source, task, method)
     load_mb = weight_bytes(model) / MIB
     model = method.apply(model, cfg.method, task).to(device)
     optimize_for_training(model, method, device, dtype, "none")
