@@ -67,6 +67,11 @@ def test_a_probe_that_solves_the_data_means_no_fine_tuning(tmp_path: Path, capsy
     assert len(err) == 1 and err[0].startswith("error:") and "--overwrite" in err[0]
     assert main(["advise", str(cfg), "--methods", "lora", "--out", str(tmp_path)]) == 2
     assert "advise does not write" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")  # --out under a file: refused before any work, not after it
+    assert main(["advise", str(cfg), "--methods", "lora", "--out", str(blocker / "advice")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot create output directory"), err
 
 
 def test_shuffled_labels_need_fine_tuning(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from ..config import Config, load_config, to_dict
 from ..errors import TuneforgeError
 from ..methods import get_method, method_class
 from ..methods.base import PARAMETER_EFFICIENT, weight_bytes
+from ..runs import rundir
 from ..runs.rundir import atomic_write_json, atomic_write_text
 from .compare import EVALS, MIN_STEPS, PEFT_MIN_STEPS, DataPlan, derive, parse_methods
 
@@ -74,16 +75,8 @@ def advise_command(config: str, overrides: list[str], memory_gb: float | None, g
 
 def check_target(target: Path, overwrite: bool) -> None:
     """Refuse what is not an earlier advice directory; replace an earlier one only with --overwrite."""
-    if target.exists() and not target.is_dir():
-        raise TuneforgeError(f"{target} exists and is not a directory; choose another --out")
-    if not target.is_dir() or not any(target.iterdir()):
-        return
-    foreign = sorted(p.name for p in target.iterdir() if p.name not in OUTPUTS and not p.name.endswith(".tmp"))
-    if foreign:
-        raise TuneforgeError(f"{target} holds {foreign[0]}, which advise does not write; advise writes only into "
-                             "its own directory: choose another --out")
-    if not overwrite:
-        raise TuneforgeError(f"{target} already holds advice; pass --overwrite to replace it, or choose --out")
+    rundir.check_output(target, overwrite, lambda name: name in OUTPUTS or name.endswith(".tmp"), "advise",
+                        "choose another --out")
 
 
 # ------------------------------------------------------------------ the whole answer

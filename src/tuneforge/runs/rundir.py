@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import TuneforgeError
 from .reading import is_tuneforge_config
@@ -80,6 +80,23 @@ def prepare(run_dir: Path, overwrite: bool = False, resume: bool = False,
     else:
         _mkdir(run_dir)
     return run_dir
+
+
+def check_output(path: Path, overwrite: bool, ours: Callable[[str], bool], writer: str, elsewhere: str) -> None:
+    """The same safety for a directory of another command's outputs (advise's): its parent writable before any
+    work starts, never a directory where a file is, never into a directory holding what `writer` does not write
+    (`ours` says what it does), an earlier output replaced only with --overwrite. `elsewhere`: the way out."""
+    _check_parent(path.parent)
+    if path.exists() and not path.is_dir():
+        raise TuneforgeError(f"{path} exists and is not a directory; {elsewhere}")
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    foreign = sorted(p.name for p in path.iterdir() if not ours(p.name))
+    if foreign:
+        raise TuneforgeError(f"{path} holds {shorten(foreign[0])}, which {writer} does not write; {writer} writes "
+                             f"only into its own directory: {elsewhere}")
+    if not overwrite:
+        raise TuneforgeError(f"{path} already holds {writer}'s output; pass --overwrite to replace it, or {elsewhere}")
 
 
 def not_a_run(run_dir: Path) -> str:
