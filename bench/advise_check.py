@@ -58,9 +58,10 @@ def check(config: str, methods: list[str], records: int, steps: int, overrides: 
         prep = prepare(advise.report_only(cfg))
         device = pick_device()
         est = advise.method_row(prep, m, device, autocast_dtype(cfg.train.precision, device),
-                                advise.measured_curves(cfg), len(prep.encoded["train"]), 1)
+                                advise.measured_curves(cfg), len(prep.encoded["train"]), 2)  # 2: as advise calibrates
         measured = run_isolated(advise.derived(cfg, m, 10 ** 6), work)  # 10**6: no extra epochs for tiny sets
         row = {"method": m, "estimate_mb": est["cpu_peak_mb"], "measured_mb": measured["peak_mem_mb"],
+               "calibration_rss_mb": est["rss_growth_mb"],  # in cpu_peak_mb (the tensor sum is its floor)
                "ratio": round(est["cpu_peak_mb"] / max(measured["peak_mem_mb"], 1e-9), 3),
                "parts_mb": {k: est[k] for k in ("weights_mb", "load_mb", "gradients_mb", "optimizer_mb",
                                                  "activations_mb")},

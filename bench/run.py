@@ -249,7 +249,7 @@ def _hf_instruction_example(tok: Any, row: dict[str, Any], max_length: int) -> d
 
 
 def child(case: str, tool: str, method: str) -> None:
-    from tuneforge.recipes.compare import peak_rss
+    from tuneforge.training.memory import peak_rss
 
     with tempfile.TemporaryDirectory() as tmp:
         runner = {"tuneforge": run_tuneforge, "hf_peft": run_hf, "trl_sft_bf16": run_trl,

@@ -160,17 +160,20 @@ def measured(tmp_path_factory) -> dict:
         real = run_isolated(cfg, tmp / "work")
         train = json.loads((cfg.run_dir / "eval.json").read_text(encoding="utf-8"))["training"]
         out[m] = (est, real, train)
-        print(m, est["cpu_peak_mb"], real["peak_mem_mb"], est["config_train_s"], train["train_seconds"])
+        print(m, est["cpu_peak_mb"], est["rss_growth_mb"], real["peak_mem_mb"], est["config_train_s"],
+              train["train_seconds"])
     return out
 
 
-# Only full fine-tuning's memory is asserted: the peak of a parameter-efficient run exceeds the sum of its
-# tensors by 30-60% (measured, README "advise"; CPU dropout's fp32 masks are part of it, issue 16) and advise
-# does not count that yet (issue 21 open) — an assertion that cannot fail would say nothing.
 @pytest.mark.slow
 def test_memory_estimate_matches_the_measured_peak(measured: dict) -> None:
-    est, real, _ = measured["full"]
-    assert est["cpu_peak_mb"] == pytest.approx(real["peak_mem_mb"], rel=0.25), (est, real)
+    """The calibration's own RSS growth (after a heap trim) plus the libraries a run imports, against a fresh
+    process's peak. On MiniLM the four methods land within 8% (bench/advise_check.py); on this random BERT
+    full fine-tuning's calibration churns more than its run (1.23 measured, LoRA 1.02), hence the wider band."""
+    for method, (est, real, _) in measured.items():
+        assert 0.75 < est["cpu_peak_mb"] / real["peak_mem_mb"] < 1.35, (method, est, real)
+        tensors = est["weights_mb"] + est["gradients_mb"] + est["optimizer_mb"] + est["activations_mb"]
+        assert est["rss_growth_mb"] > 0.5 * tensors, (method, est)  # it measured the run's tensors, at least
 
 
 @pytest.mark.slow

@@ -240,7 +240,7 @@ def method_row(prep: Any, name: str, device: Any, dtype: Any, curves: dict[str, 
     `start`: the loaded pretrained model (`load_base`), copied for this method instead of loaded again — the
     methods advise weighs load the same weights (QLoRA quantizes them in `apply`), and SmolLM2's GGUF load
     alone takes ~40 s."""
-    from ..training.footprint import MIB, measure
+    from ..training.footprint import MIB, calibrated, measure
     from ..training.speed import optimize_for_training
     from .inference import start_model
 
@@ -248,14 +248,17 @@ def method_row(prep: Any, name: str, device: Any, dtype: Any, curves: dict[str, 
     method = get_method(name)
     cfg = derived(prep.cfg, name, n)
     task = prep.task
-    model = copy.deepcopy(start).cpu() if start is not None else start_model(cfg, prep.source, task, method)
-    load_mb = weight_bytes(model) / MIB
-    model = method.apply(model, cfg.method, task).to(device)
-    optimize_for_training(model, method, device, dtype, "none")
-    task.prepare_model(model)
     train, val = prep.encoded["train"], prep.encoded.get("validation") or []
-    fp = measure(model, task, train, val, cfg.train, device, dtype, load_mb, method.frozen_base, steps)
-    del model
+
+    def build() -> Any:
+        model = copy.deepcopy(start).cpu() if start is not None else start_model(cfg, prep.source, task, method)
+        load_mb = weight_bytes(model) / MIB
+        model = method.apply(model, cfg.method, task).to(device)
+        optimize_for_training(model, method, device, dtype, "none")
+        task.prepare_model(model)
+        return measure(model, task, train, val, cfg.train, device, dtype, load_mb, method.frozen_base, steps)
+
+    fp = calibrated(build)  # the model is freed when build returns
     total_steps, seconds = run_plan(fp, task, train, val, cfg.train)
     size, by_method = at_size(curves, n)
     row = {"method": name, "family": method.family, **fp.as_dict(),

@@ -264,34 +264,6 @@ def _measurement(before: int, peak: int, cuda: bool, wall: float, how: str) -> d
     return out
 
 
-def reset_peak_rss() -> bool:
-    """Start this process's resident high-water mark (VmHWM) afresh; False where the kernel cannot."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")  # 5: reset the peak RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss() -> int:
-    """This process's peak resident bytes since `reset_peak_rss` (or since exec).
-
-    Not ru_maxrss: Linux carries the parent's resident size at fork into the child's ru_maxrss across exec, so
-    a run started from a 1.5 GB process reads >= 1.5 GB whatever it did (measured: a 14 MB child read 1,514 MB;
-    CI's pytest process made full fine-tuning's growth read 855 MB instead of 555 MB). VmHWM belongs to the
-    process's own memory map.
-    """
-    import resource
-
-    try:
-        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; other systems: the best there is
-
-
 def _child_main(cfg_path: str, result_path: str) -> int:
     """One comparison run in a fresh process: peak RSS minus RSS just before training.
 
@@ -309,6 +281,7 @@ def _child_main(cfg_path: str, result_path: str) -> int:
     quiet_transformers()  # before peft, which imports bitsandbytes
     import peft  # noqa: F401  (every method's baseline holds the same libraries)
 
+    from ..training.memory import peak_rss, reset_peak_rss
     from .train import prepare, train
 
     cfg = load_config(None, base=yaml.safe_load(Path(cfg_path).read_text(encoding="utf-8")))

@@ -28,6 +28,7 @@ from torch import nn
 from ..methods.base import count_parameters, weight_bytes
 from .device import autocast
 from .loop import accumulate, make_optimizer
+from .memory import RUN_LIBRARIES_MB
 
 MIB = 2 ** 20
 GPU_CONTEXT_MB = 500   # CUDA context and kernels: not in torch.cuda.max_memory_allocated, but it takes GPU memory
@@ -55,11 +56,22 @@ class Footprint:
     train_s_per_token: float
     eval_s_per_example: float
     batch_shape: str
+    rss_growth_mb: float | None = None  # what the calibration's resident memory grew by (measured, `calibrated`)
 
     @property
     def cpu_peak_mb(self) -> float:
+        """The measured growth where there is one (the sum of the tensors as a floor), plus the run's overhead.
+
+        The tensors alone fall 15-40% short of a real run's peak RSS (MiniLM at 32x99, sum vs compare's fresh-
+        process peak: full 0.85, LoRA 0.75, QLoRA 0.60, adapter 0.77): glibc keeps freed activation memory
+        mapped, so RSS grows over the first steps beyond the live tensors (+30% of the first forward's growth
+        by the third step, measured), and QLoRA dequantizes weights inside every matmul. The calibration's own
+        RSS growth, measured after a heap trim, holds all of it: with the libraries a run imports later
+        (RUN_LIBRARIES_MB), 1.01 / 1.06 / 0.92 / 1.02 (bench/advise_check.py, 2026-12-01 evening)."""
         training = self.weights_mb + self.gradients_mb + self.optimizer_mb + self.activations_mb
-        return max(self.load_mb, training) + CPU_RUNTIME_MB
+        if self.rss_growth_mb is None:
+            return max(self.load_mb, training) + CPU_RUNTIME_MB
+        return max(self.load_mb, training, self.rss_growth_mb) + RUN_LIBRARIES_MB
 
     @property
     def gpu_peak_mb(self) -> float:
@@ -69,6 +81,22 @@ class Footprint:
     def as_dict(self) -> dict[str, Any]:
         out = {k: (round(v, 1) if isinstance(v, float) and k.endswith("_mb") else v) for k, v in asdict(self).items()}
         return out | {"cpu_peak_mb": round(self.cpu_peak_mb, 1), "gpu_peak_mb": round(self.gpu_peak_mb, 1)}
+
+
+def calibrated(build: Callable[[], "Footprint"]) -> "Footprint":
+    """`build()` (loading the model, applying the method, `measure`), with the resident memory it grew by.
+
+    In process, but after a heap trim: what an earlier calibration freed goes back to the kernel instead of
+    being reused unseen (measured: in-process growth within 5-14% of a fresh process's, MiniLM, 4 methods)."""
+    from .memory import current_rss, load_run_libraries, peak_rss, reset_peak_rss, trim_heap
+
+    load_run_libraries()
+    trim_heap()
+    reset_peak_rss()
+    before = current_rss()
+    fp = build()
+    fp.rss_growth_mb = (peak_rss() - before) / MIB
+    return fp
 
 
 def storages(tensors: Iterator[torch.Tensor]) -> set[int]:
