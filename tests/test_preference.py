@@ -388,3 +388,39 @@ def test_the_example_config_reads_vets_and_encodes_its_data() -> None:
     ex = prep.encoded["test"][0]
     assert "You are Brightkettle's customer-support assistant." in prep.tokenizer.decode(ex.prompt)
     assert ex.fact and ex.fact in ex.reference
+
+
+# ---------------------------------------------------------------------------------------- per-example rows
+
+@pytest.mark.parametrize("objective", ["dpo", "orpo", "kto"])
+def test_rows_reproduce_evaluate_and_score_membership(objective, llama_dir) -> None:
+    """evaluate_rows' rows, through tally/summarize, give evaluate's numbers (reward accuracy to the bit);
+    example_nll is each chosen answer's summed NLL and token count; a model that is its own reference ties
+    every pair, and McNemar's column is then left out."""
+    from tuneforge.evaluation.uncertainty import intervals, point
+
+    task = make_task(llama_dir, objective)
+    policy = load_llama(llama_dir, seed=1)
+    task.reference = Reference(frozen=frozen(load_llama(llama_dir, seed=2)))
+    examples = task.encode(kto_records() if objective == "kto" else pair_records(), "validation")
+    want = task.evaluate(policy, examples, 3, CPU, None)
+    got, rows = task.evaluate_rows(policy, examples, 3, CPU, None)
+    assert got == want and len(rows) == len(examples)
+    assert [r["where"] for r in rows] == [e.where for e in examples]
+    cols = task.tally(rows)
+    again = point(cols, task.summarize)
+    assert again["reward_accuracy"] == want["reward_accuracy"]  # exactly
+    for k in ("reward_margin", "chosen_logps", "rejected_logps", "logp_accuracy", "kl"):
+        if k in want:
+            assert again[k] == pytest.approx(want[k], abs=2e-4), k
+    assert "correct" in cols and set(intervals(cols, task.summarize, ["reward_accuracy"], 200)) == {"reward_accuracy"}
+    sums, units = task.example_nll(policy, examples, 2, CPU, None)
+    side = "logps" if objective == "kto" else "chosen_logps"
+    assert sums.tolist() == pytest.approx([-r[side] for r in rows], abs=1e-3)
+    assert units.tolist() == [r["tokens"] for r in rows] and min(units) > 1
+    if objective == "dpo":  # the policy is its own reference: every pair a tie, counted half
+        task.reference = Reference(frozen=frozen(copy.deepcopy(policy)))
+        _, tied = task.evaluate_rows(policy, examples, 3, CPU, None)
+        assert all(r["correct"] is None and r["reward_margin"] == 0 for r in tied)
+        cols = task.tally(tied)
+        assert "correct" not in cols and point(cols, task.summarize)["reward_accuracy"] == 0.5

@@ -53,12 +53,13 @@ def outcome(results: dict[str, Any], task: Any) -> tuple[str, list[str]]:
         verdicts[name] = test[0]
         who = "the base model" if name == BASE else f"the {name} baseline"
         said.append(f"against {ref:.3f} for {who}: {test[0]} ({test[1]})")
-    base = results.get("base", {}).get(split, {})
-    if BASE not in verdicts and isinstance(base.get(m), (int, float)):
-        return unpaired(said[0], final, base, task)
     text = [said[0] + ("; " + "; ".join(said[1:]) if len(said) > 1 else "") + "."]
     if BASE not in verdicts:
-        text.append("The base model was not evaluated (eval.base: false), so what fine-tuning bought is unknown.")
+        base = results.get("base", {}).get(split, {}).get(m)
+        text.append(f"The base model scores {base:.3f}, but without a paired test (eval.bootstrap: 0, or a "
+                    "distributed evaluation, which keeps no per-example rows) whether that difference is real is "
+                    "unknown." if isinstance(base, (int, float)) else
+                    "The base model was not evaluated (eval.base: false), so what fine-tuning bought is unknown.")
         return "unknown", text
     beat = {k: v.startswith("better") for k, v in verdicts.items()}
     if not beat[BASE]:
@@ -71,27 +72,6 @@ def outcome(results: dict[str, Any], task: Any) -> tuple[str, list[str]]:
                                 "knows the frozen base already knew, or the data is easy."]
     return "good", text + ["Fine-tuning worked: it beats the base model" + (" and every baseline" if len(beat) > 1
                                                                             else "") + "."]
-
-
-def unpaired(head: str, final: dict[str, Any], base: dict[str, Any], task: Any) -> tuple[str, list[str]]:
-    """The verdict from the two stages' numbers alone, for a task that keeps no per-example scores to pair
-    (preference): the primary metric's change, and every headline metric that got worse."""
-    m = task.primary_metric
-
-    def gain(k: str) -> float:
-        return (final[k] - base[k]) * (1 if task.direction(k) == "max" else -1)
-
-    shared = [k for k in (task.verdict_metrics or task.headline) if isinstance(final.get(k), (int, float))
-              and isinstance(base.get(k), (int, float))]
-    worse = [f"{k} {base[k]:.3f} → {final[k]:.3f}" for k in shared if k != m and gain(k) < 0]
-    text = [f"{head}; against {base[m]:.3f} for the base model (no paired test: this task keeps no per-example "
-            "scores)."]
-    if gain(m) <= 0:
-        return "bad", text + ["Fine-tuning did not improve it."]
-    if worse:
-        return "mixed", text + [f"But it got worse on {', '.join(worse)}: what it learned cost what the base model "
-                                "could already do."]
-    return "good", text + ["Fine-tuning improved it, and nothing the task measures got worse."]
 
 
 def paragraph(results: dict[str, Any], task: Any) -> dict[str, str]:

@@ -86,8 +86,6 @@ class Task(ABC):
     # Every scalar `evaluate` computes on validation data, with the direction it improves in ("min"/"max"):
     # the early-stopping choices (as val_<name>) and what early_stopping.mode: auto follows.
     metrics: ClassVar[dict[str, str]] = {"loss": "min"}
-    # The metrics a verdict without paired tests weighs base against fine-tuned on (empty: the headline).
-    verdict_metrics: ClassVar[tuple[str, ...]] = ()
     generates: ClassVar[bool] = False  # answers prompts (chat, predict --prompt) instead of labelling texts
     pipeline_tag: ClassVar[str] = "text-classification"  # what transformers.pipeline() and the Hub call the task
     objectives: ClassVar[tuple[str, ...]] = ()  # the losses train.objective may pick (first: the default)
