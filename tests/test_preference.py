@@ -358,12 +358,43 @@ def test_continued_from_an_instruction_run_learns_to_prefer_the_chosen_answers(l
     again = evaluate_run(pref.run_dir, str(test))  # a finished run: the reference is rebuilt (adapters off)
     assert again["reward_accuracy"] == pytest.approx(e["final"]["test"]["reward_accuracy"])
     assert again["reward_margin"] == pytest.approx(e["final"]["test"]["reward_margin"], abs=1e-4)
+    assert "reward_accuracy" in again["ci"]
+    per_example_evaluation(pref.run_dir, e)
     from tuneforge.tasks.instruction.task import InstructionTask
 
     more = load_config(str(tiny_config(tmp_path, llama_dir, "more", "instruction", train, test,
                                        init_from=str(sft.run_dir), data={"system": "Be terse."})))
     notes = InstructionTask.from_config(more, loading.load_tokenizer(loading.resolve(str(llama_dir)))).notes
     assert any("another data.system" in n for n in notes)  # instruction continues instruction runs too
+
+
+def per_example_evaluation(run_dir: Path, e: dict) -> None:
+    """What the rows give a preference run: intervals, the paired test against the base, slices, predictions,
+    the memorization audit, a verdict from the paired test, and `tuneforge report` comparing runs."""
+    final = e["final"]["test"]
+    lo, hi = final["ci"]["reward_accuracy"]
+    assert lo <= final["reward_accuracy"] <= hi and {"reward_margin", "rouge_l", "kl"} <= set(final["ci"])
+    assert e["base"]["test"]["ci"]["reward_accuracy"] == [0.5, 0.5]  # the base is its own reference: all ties
+    (vs_base,) = e["comparisons"]["test"]
+    assert vs_base["a"] == "base" and vs_base["n"] == 12
+    assert vs_base["metrics"]["reward_accuracy"]["delta"] == pytest.approx(final["reward_accuracy"] - 0.5, abs=1e-4)
+    assert "rouge_l" in vs_base["metrics"] and "mcnemar" not in vs_base  # the base ties every pair: no McNemar
+    rows = [json.loads(line) for line in (run_dir / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all({"chosen_logps", "reward_margin", "correct", "generated", "rouge_l"} <= set(r)
+                                   for r in rows)
+    assert sum(r["correct"] for r in rows) / 12 == pytest.approx(final["reward_accuracy"])
+    assert (run_dir / "predictions" / "base-test.jsonl").is_file()
+    assert e["audit"]["membership"]["members"] > 0 and e["audit"]["membership"]["non_members"] == 12
+    if len({r["length"] for r in rows}) > 1:
+        assert any(s["slice"] == "input length" for s in e["slices"]["test"]["slices"])
+    from tuneforge.evaluation import comparison
+    from tuneforge.evaluation.verdict import paragraph
+
+    assert "(paired bootstrap)" in paragraph(e, PreferenceTask)["text"]
+    run = comparison.load(run_dir)
+    same = comparison.paired_against(run, run, PreferenceTask)
+    assert same["mcnemar"]["only_a"] == same["mcnemar"]["only_b"] == 0 and same["n"] == 12
+    assert "Paired tests" in comparison.render([run_dir, run_dir])
 
 
 def test_init_from_must_be_a_language_model_run(llama_dir, tmp_path) -> None:
