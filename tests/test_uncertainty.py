@@ -160,4 +160,9 @@ def test_a_verdict_without_a_paired_test_names_why_and_claims_nothing() -> None:
     comparisons = {"test": [{"a": "base", "b": "fine-tuned", "n": 80, "metrics": {"reward_accuracy": test}}]}
     v = paragraph({"base": {"test": base}, "final": {"test": final}, "comparisons": comparisons}, PreferenceTask)
     assert v["tone"] == "good" and "against 0.500 for the base model: better, p = 0.001 (paired bootstrap)" in v["text"]
+    worse = {**test, "delta": -0.188, "verdict": "worse, p = 0.002"}
+    comparisons["test"][0]["metrics"].update(kl={**worse, "delta": 1.57}, rouge_l=worse)  # kl: 0 at the start
+    v = paragraph({"base": {"test": base}, "final": {"test": final}, "comparisons": comparisons}, PreferenceTask)
+    assert v["tone"] == "mixed" and "worse on rouge_l 0.632 → 0.444 (paired bootstrap)" in v["text"]
+    assert "kl" not in v["text"]
 

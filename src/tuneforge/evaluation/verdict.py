@@ -66,12 +66,25 @@ def outcome(results: dict[str, Any], task: Any) -> tuple[str, list[str]]:
         worse = verdicts[BASE].startswith("worse")
         return "bad", text + [("Fine-tuning made the model worse than the base." if worse else
                                "Fine-tuning made no difference that this test set can show.")]
+    costs = costs_against_base(results, comps[BASE], split, task)
+    if costs:
+        return "mixed", text + [f"But it got worse on {', '.join(costs)} (paired bootstrap): what it learned cost "
+                                "what the base model could already do."]
     lost = [k for k, b in beat.items() if not b]
     if lost:
         return "mixed", text + [f"It beats the base model, but not the {', '.join(lost)} baseline: most of what it "
                                 "knows the frozen base already knew, or the data is easy."]
     return "good", text + ["Fine-tuning worked: it beats the base model" + (" and every baseline" if len(beat) > 1
                                                                             else "") + "."]
+
+
+def costs_against_base(results: dict[str, Any], comparison: dict[str, Any], split: str, task: Any) -> list[str]:
+    """The other headline metrics the paired test finds worse than the base ("rouge_l 0.632 → 0.444"), except
+    those measured from the starting model (Task.relative_to_start: the base's value is fixed by construction)."""
+    base, final = results.get("base", {}).get(split, {}), results["final"][split]
+    return [f"{k} {base[k]:.3f} → {final[k]:.3f}" for k, r in comparison.get("metrics", {}).items()
+            if k != task.primary_metric and k not in task.relative_to_start and r["verdict"].startswith("worse")
+            and isinstance(base.get(k), (int, float)) and isinstance(final.get(k), (int, float))]
 
 
 def paragraph(results: dict[str, Any], task: Any) -> dict[str, str]:

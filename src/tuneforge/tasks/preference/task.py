@@ -97,6 +97,7 @@ class PreferenceTask(InstructionTask):
     # McNemar between two models on "chosen beat rejected" (rows.py leaves the column out where a model ties
     # every pair: the starting model against itself as reference, whose reward accuracy is 0.5 by construction)
     correct_column = "correct"
+    relative_to_start = ("reward_margin", "kl")  # 0 for the starting model (its own reference) by construction
     curve_metric = "reward_accuracy"
     # What `evaluate` computes on validation data (generation only on test splits); `n` is a count.
     metrics = {"loss": "min", "reward_accuracy": "max", "reward_margin": "max", "chosen_logps": "max",
