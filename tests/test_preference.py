@@ -1,7 +1,8 @@
 """The preference task: DPO, IPO, ORPO and KTO against TRL's trainers on one batch (to 1e-5), the invariants
 (policy = reference: DPO loss log 2, margins 0; the adapters-off reference = a separately loaded base), data and
-config errors, the diagnosis of preference curves, and a tiny end-to-end run that learns to prefer the chosen
-answers (continuing an instruction run with init_from).
+config errors, the diagnosis of preference curves, the per-pair rows (their tally gives evaluate's metrics), and
+a tiny end-to-end run that learns to prefer the chosen answers (continuing an instruction run with init_from)
+whose eval.json has intervals, the paired test against the base, slices, predictions and the audit.
 
 Models are a tiny random Llama (tests/helpers_tiny.py); TRL is a test-only dependency (the `dev` extra).
 """
@@ -385,6 +386,10 @@ def per_example_evaluation(run_dir: Path, e: dict) -> None:
     assert sum(r["correct"] for r in rows) / 12 == pytest.approx(final["reward_accuracy"])
     assert (run_dir / "predictions" / "base-test.jsonl").is_file()
     assert e["audit"]["membership"]["members"] > 0 and e["audit"]["membership"]["non_members"] == 12
+    from tuneforge.recipes.audit import audit_run
+
+    again = audit_run(run_dir)["membership"]  # `tuneforge audit RUN`: no reference model needed to score
+    assert again["auc"] == pytest.approx(e["audit"]["membership"]["auc"], abs=0.02)
     if len({r["length"] for r in rows}) > 1:
         assert any(s["slice"] == "input length" for s in e["slices"]["test"]["slices"])
     from tuneforge.evaluation import comparison
@@ -449,6 +454,14 @@ def test_rows_reproduce_evaluate_and_score_membership(objective, llama_dir) -> N
     side = "logps" if objective == "kto" else "chosen_logps"
     assert sums.tolist() == pytest.approx([-r[side] for r in rows], abs=1e-3)
     assert units.tolist() == [r["tokens"] for r in rows] and min(units) > 1
+    if objective == "kto":  # its completions are sliced by label, without the margin that needs both
+        from tuneforge.evaluation.slices import slice_table
+
+        keys = task.auto_slices(rows)
+        assert keys["label"].count("desirable") == 3
+        table = slice_table(cols, task.summarize, keys, list(task.headline), task.primary_metric, "max", 50, 0,
+                            task.slice_metrics)
+        assert all("reward_margin" not in e["metrics"] and "reward_accuracy" in e["metrics"] for e in table["slices"])
     if objective == "dpo":  # the policy is its own reference: every pair a tie, counted half
         task.reference = Reference(frozen=frozen(copy.deepcopy(policy)))
         _, tied = task.evaluate_rows(policy, examples, 3, CPU, None)
