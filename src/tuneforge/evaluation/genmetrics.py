@@ -110,10 +110,9 @@ def generation_summary(sums: dict[str, Any]) -> dict[str, Any]:
     """Means of the scores over generated answers, fact accuracy over answers with a fact, perplexity."""
     import numpy as np
 
-    mean = ratio
-    out: dict[str, Any] = {k: mean(sums[k], sums["generated"]) for k in GENERATION_SCORES if k in sums}
+    out: dict[str, Any] = {k: ratio(sums[k], sums["generated"]) for k in GENERATION_SCORES if k in sums}
     if np.any(np.asarray(sums["fact_n"]) > 0):
-        out["fact_accuracy"] = mean(sums["fact_hit"], sums["fact_n"])
+        out["fact_accuracy"] = ratio(sums["fact_hit"], sums["fact_n"])
     if np.any(np.asarray(sums["tokens"]) > 0):
-        out["perplexity"] = np.exp(np.minimum(mean(sums["loss"], sums["tokens"]), 50.0))
+        out["perplexity"] = np.exp(np.minimum(ratio(sums["loss"], sums["tokens"]), 50.0))
     return out
