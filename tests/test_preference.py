@@ -1,7 +1,8 @@
 """The preference task: DPO, IPO, ORPO and KTO against TRL's trainers on one batch (to 1e-5), the invariants
 (policy = reference: DPO loss log 2, margins 0; the adapters-off reference = a separately loaded base), data and
-config errors, the diagnosis of preference curves, and a tiny end-to-end run that learns to prefer the chosen
-answers (continuing an instruction run with init_from).
+config errors, the diagnosis of preference curves, the per-pair rows (their tally gives evaluate's metrics), and
+a tiny end-to-end run that learns to prefer the chosen answers (continuing an instruction run with init_from)
+whose eval.json has intervals, the paired test against the base, slices, predictions and the audit.
 
 Models are a tiny random Llama (tests/helpers_tiny.py); TRL is a test-only dependency (the `dev` extra).
 """
@@ -358,12 +359,47 @@ def test_continued_from_an_instruction_run_learns_to_prefer_the_chosen_answers(l
     again = evaluate_run(pref.run_dir, str(test))  # a finished run: the reference is rebuilt (adapters off)
     assert again["reward_accuracy"] == pytest.approx(e["final"]["test"]["reward_accuracy"])
     assert again["reward_margin"] == pytest.approx(e["final"]["test"]["reward_margin"], abs=1e-4)
+    assert "reward_accuracy" in again["ci"]
+    per_example_evaluation(pref.run_dir, e)
     from tuneforge.tasks.instruction.task import InstructionTask
 
     more = load_config(str(tiny_config(tmp_path, llama_dir, "more", "instruction", train, test,
                                        init_from=str(sft.run_dir), data={"system": "Be terse."})))
     notes = InstructionTask.from_config(more, loading.load_tokenizer(loading.resolve(str(llama_dir)))).notes
     assert any("another data.system" in n for n in notes)  # instruction continues instruction runs too
+
+
+def per_example_evaluation(run_dir: Path, e: dict) -> None:
+    """What the rows give a preference run: intervals, the paired test against the base, slices, predictions,
+    the memorization audit, a verdict from the paired test, and `tuneforge report` comparing runs."""
+    final = e["final"]["test"]
+    lo, hi = final["ci"]["reward_accuracy"]
+    assert lo <= final["reward_accuracy"] <= hi and {"reward_margin", "rouge_l", "kl"} <= set(final["ci"])
+    assert e["base"]["test"]["ci"]["reward_accuracy"] == [0.5, 0.5]  # the base is its own reference: all ties
+    (vs_base,) = e["comparisons"]["test"]
+    assert vs_base["a"] == "base" and vs_base["n"] == 12
+    assert vs_base["metrics"]["reward_accuracy"]["delta"] == pytest.approx(final["reward_accuracy"] - 0.5, abs=1e-4)
+    assert "rouge_l" in vs_base["metrics"] and "mcnemar" not in vs_base  # the base ties every pair: no McNemar
+    rows = [json.loads(line) for line in (run_dir / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all({"chosen_logps", "reward_margin", "correct", "generated", "rouge_l"} <= set(r)
+                                   for r in rows)
+    assert sum(r["correct"] for r in rows) / 12 == pytest.approx(final["reward_accuracy"])
+    assert (run_dir / "predictions" / "base-test.jsonl").is_file()
+    assert e["audit"]["membership"]["members"] > 0 and e["audit"]["membership"]["non_members"] == 12
+    from tuneforge.recipes.audit import audit_run
+
+    again = audit_run(run_dir)["membership"]  # `tuneforge audit RUN`: no reference model needed to score
+    assert again["auc"] == pytest.approx(e["audit"]["membership"]["auc"], abs=0.02)
+    if len({r["length"] for r in rows}) > 1:
+        assert any(s["slice"] == "input length" for s in e["slices"]["test"]["slices"])
+    from tuneforge.evaluation import comparison
+    from tuneforge.evaluation.verdict import paragraph
+
+    assert "(paired bootstrap)" in paragraph(e, PreferenceTask)["text"]
+    run = comparison.load(run_dir)
+    same = comparison.paired_against(run, run, PreferenceTask)
+    assert same["mcnemar"]["only_a"] == same["mcnemar"]["only_b"] == 0 and same["n"] == 12
+    assert "Paired tests" in comparison.render([run_dir, run_dir])
 
 
 def test_init_from_must_be_a_language_model_run(llama_dir, tmp_path) -> None:
@@ -388,3 +424,47 @@ def test_the_example_config_reads_vets_and_encodes_its_data() -> None:
     ex = prep.encoded["test"][0]
     assert "You are Brightkettle's customer-support assistant." in prep.tokenizer.decode(ex.prompt)
     assert ex.fact and ex.fact in ex.reference
+
+
+# ---------------------------------------------------------------------------------------- per-example rows
+
+@pytest.mark.parametrize("objective", ["dpo", "orpo", "kto"])
+def test_rows_reproduce_evaluate_and_score_membership(objective, llama_dir) -> None:
+    """evaluate_rows' rows, through tally/summarize, give evaluate's numbers (reward accuracy to the bit);
+    example_nll is each chosen answer's summed NLL and token count; a model that is its own reference ties
+    every pair, and McNemar's column is then left out."""
+    from tuneforge.evaluation.uncertainty import intervals, point
+
+    task = make_task(llama_dir, objective)
+    policy = load_llama(llama_dir, seed=1)
+    task.reference = Reference(frozen=frozen(load_llama(llama_dir, seed=2)))
+    examples = task.encode(kto_records() if objective == "kto" else pair_records(), "validation")
+    want = task.evaluate(policy, examples, 3, CPU, None)
+    got, rows = task.evaluate_rows(policy, examples, 3, CPU, None)
+    assert got == want and len(rows) == len(examples)
+    assert [r["where"] for r in rows] == [e.where for e in examples]
+    cols = task.tally(rows)
+    again = point(cols, task.summarize)
+    assert again["reward_accuracy"] == want["reward_accuracy"]  # exactly
+    for k in ("reward_margin", "chosen_logps", "rejected_logps", "logp_accuracy", "kl"):
+        if k in want:
+            assert again[k] == pytest.approx(want[k], abs=2e-4), k
+    assert "correct" in cols and set(intervals(cols, task.summarize, ["reward_accuracy"], 200)) == {"reward_accuracy"}
+    sums, units = task.example_nll(policy, examples, 2, CPU, None)
+    side = "logps" if objective == "kto" else "chosen_logps"
+    assert sums.tolist() == pytest.approx([-r[side] for r in rows], abs=1e-3)
+    assert units.tolist() == [r["tokens"] for r in rows] and min(units) > 1
+    if objective == "kto":  # its completions are sliced by label, without the margin that needs both
+        from tuneforge.evaluation.slices import slice_table
+
+        keys = task.auto_slices(rows)
+        assert keys["label"].count("desirable") == 3
+        table = slice_table(cols, task.summarize, keys, list(task.headline), task.primary_metric, "max", 50, 0,
+                            task.slice_metrics)
+        assert all("reward_margin" not in e["metrics"] and "reward_accuracy" in e["metrics"] for e in table["slices"])
+    if objective == "dpo":  # the policy is its own reference: every pair a tie, counted half
+        task.reference = Reference(frozen=frozen(copy.deepcopy(policy)))
+        _, tied = task.evaluate_rows(policy, examples, 3, CPU, None)
+        assert all(r["correct"] is None and r["reward_margin"] == 0 for r in tied)
+        cols = task.tally(tied)
+        assert "correct" not in cols and point(cols, task.summarize)["reward_accuracy"] == 0.5

@@ -145,20 +145,24 @@ def test_generation_tally_reproduces_the_generation_metrics() -> None:
     assert ci["rouge_l"][0] <= got["rouge_l"] <= ci["rouge_l"][1]
 
 
-def test_a_verdict_without_paired_tests_weighs_the_two_stages_and_names_what_got_worse() -> None:
-    """Preference keeps no per-example scores: the verdict compares the stages' numbers (support-bot-prefs'
-    own: reward accuracy up, the generations down) and never claims the base was not evaluated."""
+def test_a_verdict_without_a_paired_test_names_why_and_claims_nothing() -> None:
+    """Base metrics but no comparison (eval.bootstrap: 0, a distributed evaluation): both numbers, tone
+    unknown, never "the base was not evaluated"; with the paired test of the rows, its verdict."""
     from tuneforge.evaluation.verdict import paragraph
     from tuneforge.tasks.preference.task import PreferenceTask
 
-    base = {"n": 80, "reward_accuracy": 0.5, "reward_margin": 0.0, "kl": 0.0, "rouge_l": 0.632, "fact_accuracy": 0.75}
-    final = {"n": 80, "reward_accuracy": 0.9625, "reward_margin": 6.71, "kl": 1.57, "rouge_l": 0.444,
-             "fact_accuracy": 0.1875}
+    base = {"n": 80, "reward_accuracy": 0.5, "reward_margin": 0.0, "kl": 0.0, "rouge_l": 0.632}
+    final = {"n": 80, "reward_accuracy": 0.9625, "reward_margin": 6.71, "kl": 1.57, "rouge_l": 0.444}
     v = paragraph({"base": {"test": base}, "final": {"test": final}}, PreferenceTask)
-    assert v["tone"] == "mixed" and "against 0.500 for the base model (no paired test" in v["text"]
-    assert "rouge_l 0.632 → 0.444, fact_accuracy 0.750 → 0.188" in v["text"] and "kl" not in v["text"]
+    assert v["tone"] == "unknown" and "The base model scores 0.500, but without a paired test" in v["text"]
     assert "not evaluated" not in v["text"]
-    final.update(rouge_l=0.65, fact_accuracy=0.80)
-    assert paragraph({"base": {"test": base}, "final": {"test": final}}, PreferenceTask)["tone"] == "good"
-    final["reward_accuracy"] = 0.5
-    assert paragraph({"base": {"test": base}, "final": {"test": final}}, PreferenceTask)["tone"] == "bad"
+    test = {"delta": 0.4625, "ci": [0.41, 0.51], "p": 0.001, "test": "paired bootstrap", "verdict": "better, p = 0.001"}
+    comparisons = {"test": [{"a": "base", "b": "fine-tuned", "n": 80, "metrics": {"reward_accuracy": test}}]}
+    v = paragraph({"base": {"test": base}, "final": {"test": final}, "comparisons": comparisons}, PreferenceTask)
+    assert v["tone"] == "good" and "against 0.500 for the base model: better, p = 0.001 (paired bootstrap)" in v["text"]
+    worse = {**test, "delta": -0.188, "verdict": "worse, p = 0.002"}
+    comparisons["test"][0]["metrics"].update(kl={**worse, "delta": 1.57}, rouge_l=worse)  # kl: 0 at the start
+    v = paragraph({"base": {"test": base}, "final": {"test": final}, "comparisons": comparisons}, PreferenceTask)
+    assert v["tone"] == "mixed" and "worse on rouge_l 0.632 → 0.444 (paired bootstrap)" in v["text"]
+    assert "kl" not in v["text"]
+

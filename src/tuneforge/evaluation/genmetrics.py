@@ -98,17 +98,21 @@ def generation_tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return cols
 
 
+def ratio(num: Any, den: Any) -> Any:
+    """num / den of column sums (any leading resample axis), NaN where den is 0 (a resample without any)."""
+    import numpy as np
+
+    den = np.asarray(den, dtype=float)
+    return np.divide(num, den, out=np.full(den.shape, np.nan), where=den > 0)
+
+
 def generation_summary(sums: dict[str, Any]) -> dict[str, Any]:
     """Means of the scores over generated answers, fact accuracy over answers with a fact, perplexity."""
     import numpy as np
 
-    def mean(num: Any, den: Any) -> Any:
-        den = np.asarray(den, dtype=float)
-        return np.divide(num, den, out=np.full(den.shape, np.nan), where=den > 0)
-
-    out: dict[str, Any] = {k: mean(sums[k], sums["generated"]) for k in GENERATION_SCORES if k in sums}
+    out: dict[str, Any] = {k: ratio(sums[k], sums["generated"]) for k in GENERATION_SCORES if k in sums}
     if np.any(np.asarray(sums["fact_n"]) > 0):
-        out["fact_accuracy"] = mean(sums["fact_hit"], sums["fact_n"])
+        out["fact_accuracy"] = ratio(sums["fact_hit"], sums["fact_n"])
     if np.any(np.asarray(sums["tokens"]) > 0):
-        out["perplexity"] = np.exp(np.minimum(mean(sums["loss"], sums["tokens"]), 50.0))
+        out["perplexity"] = np.exp(np.minimum(ratio(sums["loss"], sums["tokens"]), 50.0))
     return out

@@ -53,18 +53,23 @@ def outcome(results: dict[str, Any], task: Any) -> tuple[str, list[str]]:
         verdicts[name] = test[0]
         who = "the base model" if name == BASE else f"the {name} baseline"
         said.append(f"against {ref:.3f} for {who}: {test[0]} ({test[1]})")
-    base = results.get("base", {}).get(split, {})
-    if BASE not in verdicts and isinstance(base.get(m), (int, float)):
-        return unpaired(said[0], final, base, task)
     text = [said[0] + ("; " + "; ".join(said[1:]) if len(said) > 1 else "") + "."]
     if BASE not in verdicts:
-        text.append("The base model was not evaluated (eval.base: false), so what fine-tuning bought is unknown.")
+        base = results.get("base", {}).get(split, {}).get(m)
+        text.append(f"The base model scores {base:.3f}, but without a paired test (eval.bootstrap: 0, or a "
+                    "distributed evaluation, which keeps no per-example rows) whether that difference is real is "
+                    "unknown." if isinstance(base, (int, float)) else
+                    "The base model was not evaluated (eval.base: false), so what fine-tuning bought is unknown.")
         return "unknown", text
     beat = {k: v.startswith("better") for k, v in verdicts.items()}
     if not beat[BASE]:
         worse = verdicts[BASE].startswith("worse")
         return "bad", text + [("Fine-tuning made the model worse than the base." if worse else
                                "Fine-tuning made no difference that this test set can show.")]
+    costs = costs_against_base(results, comps[BASE], split, task)
+    if costs:
+        return "mixed", text + [f"But it got worse on {', '.join(costs)} (paired bootstrap): what it learned cost "
+                                "what the base model could already do."]
     lost = [k for k, b in beat.items() if not b]
     if lost:
         return "mixed", text + [f"It beats the base model, but not the {', '.join(lost)} baseline: most of what it "
@@ -73,25 +78,13 @@ def outcome(results: dict[str, Any], task: Any) -> tuple[str, list[str]]:
                                                                             else "") + "."]
 
 
-def unpaired(head: str, final: dict[str, Any], base: dict[str, Any], task: Any) -> tuple[str, list[str]]:
-    """The verdict from the two stages' numbers alone, for a task that keeps no per-example scores to pair
-    (preference): the primary metric's change, and every headline metric that got worse."""
-    m = task.primary_metric
-
-    def gain(k: str) -> float:
-        return (final[k] - base[k]) * (1 if task.direction(k) == "max" else -1)
-
-    shared = [k for k in (task.verdict_metrics or task.headline) if isinstance(final.get(k), (int, float))
-              and isinstance(base.get(k), (int, float))]
-    worse = [f"{k} {base[k]:.3f} → {final[k]:.3f}" for k in shared if k != m and gain(k) < 0]
-    text = [f"{head}; against {base[m]:.3f} for the base model (no paired test: this task keeps no per-example "
-            "scores)."]
-    if gain(m) <= 0:
-        return "bad", text + ["Fine-tuning did not improve it."]
-    if worse:
-        return "mixed", text + [f"But it got worse on {', '.join(worse)}: what it learned cost what the base model "
-                                "could already do."]
-    return "good", text + ["Fine-tuning improved it, and nothing the task measures got worse."]
+def costs_against_base(results: dict[str, Any], comparison: dict[str, Any], split: str, task: Any) -> list[str]:
+    """The other headline metrics the paired test finds worse than the base ("rouge_l 0.632 → 0.444"), except
+    those measured from the starting model (Task.relative_to_start: the base's value is fixed by construction)."""
+    base, final = results.get("base", {}).get(split, {}), results["final"][split]
+    return [f"{k} {base[k]:.3f} → {final[k]:.3f}" for k, r in comparison.get("metrics", {}).items()
+            if k != task.primary_metric and k not in task.relative_to_start and r["verdict"].startswith("worse")
+            and isinstance(base.get(k), (int, float)) and isinstance(final.get(k), (int, float))]
 
 
 def paragraph(results: dict[str, Any], task: Any) -> dict[str, str]:

@@ -86,8 +86,9 @@ class Task(ABC):
     # Every scalar `evaluate` computes on validation data, with the direction it improves in ("min"/"max"):
     # the early-stopping choices (as val_<name>) and what early_stopping.mode: auto follows.
     metrics: ClassVar[dict[str, str]] = {"loss": "min"}
-    # The metrics a verdict without paired tests weighs base against fine-tuned on (empty: the headline).
-    verdict_metrics: ClassVar[tuple[str, ...]] = ()
+    # Metrics measured from the model training started from (the base scores 0 or chance on them by
+    # construction): a verdict does not count their paired test against the base as a gain or a cost.
+    relative_to_start: ClassVar[tuple[str, ...]] = ()
     generates: ClassVar[bool] = False  # answers prompts (chat, predict --prompt) instead of labelling texts
     pipeline_tag: ClassVar[str] = "text-classification"  # what transformers.pipeline() and the Hub call the task
     objectives: ClassVar[tuple[str, ...]] = ()  # the losses train.objective may pick (first: the default)

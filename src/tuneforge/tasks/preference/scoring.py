@@ -6,8 +6,8 @@ share of pairs whose chosen completion has the higher reward (a tie counts half:
 reference scores 0.5), `reward_margin` the mean reward difference, `chosen_logps`/`rejected_logps` the mean
 summed log-probabilities, `logp_accuracy` the share of pairs where the model itself finds the chosen
 completion likelier (no reference: comparable between the base, a supervised run and a preference run).
-Over unpaired completions (KTO data): the share whose reward has the sign of its label, and the mean reward of
-desirable minus that of undesirable ones. `kl`: the mean per-token KL(policy ‖ reference) at the completion
+Over unpaired completions (KTO data): the share whose reward has the sign of its label (a zero reward counting
+half, as a tie), and the mean reward of desirable minus that of undesirable ones. `kl`: the mean per-token KL(policy ‖ reference) at the completion
 tokens (exact over the vocabulary).
 """
 from __future__ import annotations
@@ -45,12 +45,14 @@ def rewards(st: Any, policy: torch.Tensor, ref: torch.Tensor | None, lengths: to
 
 
 def share(diff: torch.Tensor) -> float:
-    """The share of positive differences, a tie counting half."""
-    return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+    """The share of positive differences, a tie counting half (in float64: the per-pair rows' tally of the same
+    wins gives the same number to the last bit)."""
+    return float(((diff > 0).double() + 0.5 * (diff == 0).double()).mean())
 
 
 class Tally:
-    """Collects an evaluation's batches; `metrics` gives the preference metrics over all of them."""
+    """Collects an evaluation's batches; `metrics` gives the preference metrics over all of them, and with
+    `order` given to `add` (each main row's example index) `kept` holds every row's numbers for rows.py."""
 
     def __init__(self, st: Any):
         self.st = st
@@ -59,8 +61,12 @@ class Tally:
         self.kl = [0.0, 0]
         self.pairs: list[torch.Tensor] = []    # rows of (policy chosen, policy rejected, reward c, reward r)
         self.single: list[torch.Tensor] = []   # rows of (policy, reward, label)
+        # per batch: its pair count, each main row's example index, and per row (policy, reward, completion
+        # tokens, KL sum, KL positions)
+        self.kept: list[tuple[int, list[int], torch.Tensor]] = []
 
-    def add(self, s: dict[str, Any], batch: dict[str, Any], loss: float, n: int, kl: tuple[float, int] | None) -> None:
+    def add(self, s: dict[str, Any], batch: dict[str, Any], loss: float, n: int,
+            kl: tuple[torch.Tensor, torch.Tensor] | None, order: list[int] | None = None) -> None:
         p = batch["pairs"]
         pol = s["policy"]["seq"].float().cpu()
         ref = s["ref"]["seq"].float().cpu() if "ref" in s else None
@@ -68,11 +74,17 @@ class Tally:
         r = torch.full_like(pol, float("nan")) if r is None else r
         self.loss, self.n = self.loss + loss * n, self.n + n
         if kl is not None:
-            self.kl = [self.kl[0] + kl[0], self.kl[1] + kl[1]]
+            self.kl = [self.kl[0] + float(kl[0].sum()), self.kl[1] + int(kl[1].sum())]
         if p:
             self.pairs.append(torch.stack([pol[:p], pol[p:2 * p], r[:p], r[p:2 * p]], 1))
         if len(pol) > 2 * p:
             self.single.append(torch.stack([pol[2 * p:], r[2 * p:], batch["desirable"][2 * p:].float().cpu()], 1))
+        if order is not None:
+            sub = batch["main"]
+            tokens = torch.zeros(len(pol)).index_add(0, sub["row_of"].cpu(), sub["in_completion"].float().cpu())
+            none = torch.full_like(pol, float("nan"))
+            kls = (kl[0].float().cpu(), kl[1].float().cpu()) if kl is not None else (none, none)
+            self.kept.append((p, order, torch.stack([pol, r, tokens, *kls], 1)))
 
     def metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"loss": self.loss / max(self.n, 1), "n": self.n}
@@ -87,7 +99,7 @@ class Tally:
             out.update(chosen_logps=float(pol[good].mean()) if good.any() else None,
                        rejected_logps=float(pol[bad].mean()) if bad.any() else None)
             if not torch.isnan(r).any():
-                out["reward_accuracy"] = float(((r > 0) == good).float().mean())
+                out["reward_accuracy"] = share(torch.where(good, r, -r))  # the reward's sign is the label's
                 if good.any() and bad.any():
                     out["reward_margin"] = float(r[good].mean() - r[bad].mean())
         if self.kl[1]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +32,9 @@ from ..instruction.task import FACT_COLUMN, GENERATE_SPLITS, Example, Instructio
 from . import curves, scoring
 from .objectives import OBJECTIVES, Objective
 from .reference import Reference, frozen
+from .rows import example_rows
+from .rows import summarize as rows_summary
+from .rows import tally as rows_tally
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -90,8 +94,10 @@ class PreferenceTask(InstructionTask):
     shards_evaluation = False  # its evaluate tallies pairs whole (the instruction shards are token sums)
     headline = ("reward_accuracy", "reward_margin", "logp_accuracy", "kl", "rouge_l", "fact_accuracy")
     primary_metric = "reward_accuracy"
-    # Against the starting model: margins and KL are measured from it (0 there by construction), so not these.
-    verdict_metrics = ("reward_accuracy", "logp_accuracy", "rouge_l", "fact_accuracy")
+    # McNemar between two models on "chosen beat rejected" (rows.py leaves the column out where a model ties
+    # every pair: the starting model against itself as reference, whose reward accuracy is 0.5 by construction)
+    correct_column = "correct"
+    relative_to_start = ("reward_margin", "kl")  # 0 for the starting model (its own reference) by construction
     curve_metric = "reward_accuracy"
     # What `evaluate` computes on validation data (generation only on test splits); `n` is a count.
     metrics = {"loss": "min", "reward_accuracy": "max", "reward_margin": "max", "chosen_logps": "max",
@@ -270,11 +276,23 @@ class PreferenceTask(InstructionTask):
         return out
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, examples: list[PairExample], batch_size: int, device: torch.device,
                  dtype: torch.dtype | None, generate: bool | None = None) -> dict[str, Any]:
         """The objective's loss, reward accuracy and margin, chosen/rejected log-probabilities, the per-token
         KL to the reference; on test splits also greedy generations scored against the chosen answers."""
+        return self._evaluate(model, examples, batch_size, device, dtype, generate, False)[0]
+
+    def evaluate_rows(self, model: nn.Module, examples: list[PairExample], batch_size: int, device: torch.device,
+                      dtype: torch.dtype | None, generate: bool | None = None
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """`evaluate`'s metrics (the same computation) and a row per pair or completion (rows.py)."""
+        out, found = self._evaluate(model, examples, batch_size, device, dtype, generate, True)
+        return out, found or []
+
+    @torch.no_grad()
+    def _evaluate(self, model: nn.Module, examples: list[PairExample], batch_size: int, device: torch.device,
+                  dtype: torch.dtype | None, generate: bool | None, keep_rows: bool
+                  ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
         was_training = model.training
         model.eval()
         tally = scoring.Tally(self.settings)
@@ -284,43 +302,81 @@ class PreferenceTask(InstructionTask):
                 s = self.pair_scores(model, batch, keep=True)
                 loss = scoring.objective_loss(s, batch, self.settings)
                 kl = self.token_kl(model, s, batch["main"]) if "ref" in s else None
-            tally.add(s, batch, float(loss), len(idx), kl)
+            tally.add(s, batch, float(loss), len(idx), kl, row_order(examples, idx) if keep_rows else None)
         out = tally.metrics()
-        gen = [e for e in examples if e.reference is not None and e.prompt]
+        found = example_rows(tally, examples) if keep_rows else None
+        gen = [i for i, e in enumerate(examples) if e.reference is not None and e.prompt]
         if generate is None:
-            generate = bool(gen) and all(e.split in GENERATE_SPLITS for e in gen)
+            generate = bool(gen) and all(examples[i].split in GENERATE_SPLITS for i in gen)
         if generate and gen:
-            outputs = self.generate(model, [e.prompt or [] for e in gen], batch_size, device, dtype)
-            out.update(self._generation_report(gen, outputs))
+            outputs = self.generate(model, [examples[i].prompt or [] for i in gen], batch_size, device, dtype)
+            out.update(self._generation_report([examples[i] for i in gen], outputs,
+                                               [found[i] for i in gen] if found else None))
         model.train(was_training)
-        return out
+        return out, found
 
-    def evaluate_rows(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
-                      dtype: torch.dtype | None, generate: bool | None = None) -> tuple[dict[str, Any], None]:
-        """The metrics without per-example rows: a pair's scores are not yet kept one by one (no intervals
-        or slices for preference runs)."""
-        return self.evaluate(model, examples, batch_size, device, dtype, generate), None
-
-    def example_nll(self, model: nn.Module, examples: list[Any], batch_size: int, device: torch.device,
-                    dtype: torch.dtype | None) -> None:
-        """No membership score: a pair's loss compares two completions against a reference, it is not one
-        record's likelihood (the instruction task's per-example loss would need rows preference does not keep)."""
-        return None
+    @torch.no_grad()
+    def example_nll(self, model: nn.Module, examples: list[PairExample], batch_size: int, device: torch.device,
+                    dtype: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair's chosen answer (an unpaired completion: itself): its summed NLL over its tokens and their
+        number — the membership score, as the instruction task's (the policy alone: no reference needed)."""
+        was_training = model.training
+        model.eval()
+        sums, units = np.zeros(len(examples)), np.ones(len(examples))
+        for idx in self.batches(examples, batch_size):
+            batch = self.collate(examples, idx, device)
+            sub = batch["main"]
+            with autocast(device, dtype):
+                seq = self.logps(model, sub)["seq"].float().cpu()
+            tokens = torch.zeros(len(seq)).index_add(0, sub["row_of"].cpu(), sub["in_completion"].float().cpu())
+            p, order = batch["pairs"], row_order(examples, idx)
+            for k, i in enumerate(order):
+                if k < p or k >= 2 * p:  # the chosen row of a pair, or an unpaired completion
+                    sums[i], units[i] = -float(seq[k]), max(float(tokens[k]), 1.0)
+        model.train(was_training)
+        return sums, units
 
     def token_kl(self, model: nn.Module, s: dict[str, Any], sub: dict[str, Any],
-                 chunk: int = 256) -> tuple[float, int]:
-        """(sum, count) of KL(policy ‖ reference) of the next-token distributions at the completion tokens,
-        exact over the vocabulary, a chunk of positions at a time."""
+                 chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row: (sum, count) of KL(policy ‖ reference) of the next-token distributions at its completion
+        tokens, exact over the vocabulary, a chunk of positions at a time."""
         keep = sub["in_completion"] > 0
         pol, ref = s["policy"], s["ref"]
-        h, hr = pol["hidden"][keep], ref["hidden"][keep]
-        total = 0.0
+        h, hr, row = pol["hidden"][keep], ref["hidden"][keep], sub["row_of"][keep]
+        total = torch.zeros(sub["input_ids"].shape[0], device=h.device)
         for a in range(0, h.shape[0], chunk):
             lp = lm_logits(pol["head"], h[a:a + chunk], pol["config"]).log_softmax(-1)
             lr = self.reference.run(model, lambda m: lm_logits(ref["head"], hr[a:a + chunk], ref["config"])
                                     .log_softmax(-1))  # type: ignore[union-attr]
-            total += float((lp.exp() * (lp - lr)).sum())
-        return total, int(h.shape[0])
+            total.index_add_(0, row[a:a + chunk], (lp.exp() * (lp - lr)).sum(-1).float())
+        return total, torch.zeros_like(total).index_add_(0, row, torch.ones_like(row, dtype=total.dtype))
+
+    # ------------------------------------------------------------------ per-example results (evaluation/)
+    @classmethod
+    def tally(cls, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return rows_tally(rows)
+
+    @classmethod
+    def summarize(cls, sums: dict[str, Any]) -> dict[str, Any]:
+        return rows_summary(sums)
+
+    @classmethod
+    def auto_slices(cls, rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+        """Unpaired completions: by label (a pair's row has both sides)."""
+        if not rows or any("desirable" not in r for r in rows):
+            return {}
+        return {"label": ["desirable" if r["desirable"] else "undesirable" for r in rows]}
+
+    @classmethod
+    def slice_metrics(cls, slicing: str, metrics: list[str]) -> list[str]:
+        """Within one label the margin (desirable − undesirable) is undefined."""
+        return [m for m in metrics if m != "reward_margin"] if slicing == "label" else metrics
+
+
+def row_order(examples: list[PairExample], idx: list[int]) -> list[int]:
+    """The example index of each main row of collate's batch of `idx`: pairs' chosen, their rejected, the rest."""
+    pairs = [i for i in idx if examples[i].rejected is not None]
+    return pairs + pairs + [i for i in idx if examples[i].rejected is None]
 
 
 def completion_text(r: Record, column: str) -> str:
