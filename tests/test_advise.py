@@ -168,10 +168,12 @@ def measured(tmp_path_factory) -> dict:
 @pytest.mark.slow
 def test_memory_estimate_matches_the_measured_peak(measured: dict) -> None:
     """The calibration's own RSS growth (after a heap trim) plus the libraries a run imports, against a fresh
-    process's peak. On MiniLM the four methods land within 8% (bench/advise_check.py); on this random BERT
-    full fine-tuning's calibration churns more than its run (1.23 measured, LoRA 1.02), hence the wider band."""
+    process's peak. On MiniLM the four methods land within 8% (bench/advise_check.py); on this random BERT the
+    calibration churns more memory than its 6-step run, and by how much depends on the process it runs in (a
+    pytest worker that ran other tests, or a fresh one): measured 1.23-1.53 for full, 1.02-1.36 for LoRA, hence
+    the wide band. The growth must have been measured (a broken reading would fall back to the tensors)."""
     for method, (est, real, _) in measured.items():
-        assert 0.75 < est["cpu_peak_mb"] / real["peak_mem_mb"] < 1.35, (method, est, real)
+        assert 0.75 < est["cpu_peak_mb"] / real["peak_mem_mb"] < 1.6, (method, est, real)
         tensors = est["weights_mb"] + est["gradients_mb"] + est["optimizer_mb"] + est["activations_mb"]
         assert est["rss_growth_mb"] > 0.5 * tensors, (method, est)  # it measured the run's tensors, at least
 
