@@ -87,7 +87,8 @@ def calibrated(build: Callable[[], "Footprint"]) -> "Footprint":
     """`build()` (loading the model, applying the method, `measure`), with the resident memory it grew by.
 
     In process, but after a heap trim: what an earlier calibration freed goes back to the kernel instead of
-    being reused unseen (measured: in-process growth within 5-14% of a fresh process's, MiniLM, 4 methods)."""
+    being reused unseen (MiniLM, 4 methods one after the other: growth + RUN_LIBRARIES_MB within 8% of a fresh
+    run's peak; a long-lived process with a fragmented heap reads more, see tests/test_advise.py)."""
     from .memory import current_rss, load_run_libraries, peak_rss, reset_peak_rss, trim_heap
 
     load_run_libraries()
