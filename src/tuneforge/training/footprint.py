@@ -32,12 +32,6 @@ from .memory import RUN_LIBRARIES_MB
 
 MIB = 2 ** 20
 GPU_CONTEXT_MB = 500   # CUDA context and kernels: not in torch.cuda.max_memory_allocated, but it takes GPU memory
-# What a CPU training run's RSS grows by beyond its tensors: the libraries it loads on the way (scikit-learn,
-# matplotlib, tensorboard), thread pools and allocator arenas. Measured as compare measures (a fresh process,
-# its VmHWM minus the RSS after imports): a run of a 2M-parameter BERT, whose tensors are a few MB, grew by
-# 186 MB under full fine-tuning and 188 MB under QLoRA (2 idle cores, 2026-12-01 evening; the 240 MB measured
-# earlier read ru_maxrss, which carries the parent process's RSS over).
-CPU_RUNTIME_MB = 185
 
 
 @dataclass
@@ -60,7 +54,8 @@ class Footprint:
 
     @property
     def cpu_peak_mb(self) -> float:
-        """The measured growth where there is one (the sum of the tensors as a floor), plus the run's overhead.
+        """The calibration's measured growth (`calibrated`; the sum of the tensors as a floor), plus the libraries
+        a run imports later.
 
         The tensors alone fall 15-40% short of a real run's peak RSS (MiniLM at 32x99, sum vs compare's fresh-
         process peak: full 0.85, LoRA 0.75, QLoRA 0.60, adapter 0.77): glibc keeps freed activation memory
@@ -69,9 +64,7 @@ class Footprint:
         RSS growth, measured after a heap trim, holds all of it: with the libraries a run imports later
         (RUN_LIBRARIES_MB), 1.01 / 1.06 / 0.92 / 1.02 (bench/advise_check.py, 2026-12-01 evening)."""
         training = self.weights_mb + self.gradients_mb + self.optimizer_mb + self.activations_mb
-        if self.rss_growth_mb is None:
-            return max(self.load_mb, training) + CPU_RUNTIME_MB
-        return max(self.load_mb, training, self.rss_growth_mb) + RUN_LIBRARIES_MB
+        return max(self.load_mb, training, self.rss_growth_mb or 0.0) + RUN_LIBRARIES_MB
 
     @property
     def gpu_peak_mb(self) -> float:
