@@ -106,9 +106,9 @@ def trl_trainer(kind: str, policy, ref, tok, tmp: Path, **args):
                       processing_class=tok)
 
 
-def ours_against_a_reference(llama_dir, objective: str, records):
+def ours_against_a_reference(llama_dir, objective: str, records, **train):
     """Our loss on one batch of `records`, a policy against a differently seeded frozen reference."""
-    task = make_task(llama_dir, objective)
+    task = make_task(llama_dir, objective, train)
     policy, ref = load_llama(llama_dir, seed=1), load_llama(llama_dir, seed=2)
     examples = task.encode(records)
     batch = task.collate(examples, list(range(len(examples))), CPU)
@@ -116,11 +116,14 @@ def ours_against_a_reference(llama_dir, objective: str, records):
     return task, policy, ref, examples, batch, task.loss(policy, batch)
 
 
-@pytest.mark.parametrize("objective", ["dpo", "ipo"])
-def test_dpo_and_ipo_match_trl(objective, llama_dir, tmp_path) -> None:
-    task, policy, ref, examples, batch, ours = ours_against_a_reference(llama_dir, objective, pair_records())
+@pytest.mark.parametrize("objective,rpo_alpha", [("dpo", 0.0), ("ipo", 0.0), ("dpo", 0.7), ("ipo", 1.3)])
+def test_dpo_and_ipo_match_trl(objective, rpo_alpha, llama_dir, tmp_path) -> None:
+    """With train.rpo_alpha, TRL's loss_type [sigmoid|ipo, sft] weighted [1, α] (its RPO)."""
+    task, policy, ref, examples, batch, ours = ours_against_a_reference(llama_dir, objective, pair_records(),
+                                                                        rpo_alpha=rpo_alpha)
+    losses = ["sigmoid" if objective == "dpo" else "ipo"] + (["sft"] if rpo_alpha else [])
     trainer = trl_trainer("dpo", copy.deepcopy(policy), copy.deepcopy(ref), task.tokenizer, tmp_path, beta=0.2,
-                          loss_type=["sigmoid" if objective == "dpo" else "ipo"])
+                          loss_type=losses, loss_weights=[1.0, rpo_alpha][:len(losses)])
     sub = batch["main"]
     inputs = {"input_ids": sub["input_ids"], "attention_mask": sub["attention_mask"],
               "completion_mask": completion_mask(sub, [s.start for s in rows_of(examples)])}
@@ -266,6 +269,8 @@ def test_kto_labels_and_conversational_completions(llama_dir) -> None:
     (["task=preference", "train.beta=0"], "train.beta"),
     (["task=preference", "data.format=text"], "data.format"),
     (["task=preference", "train.objective=simpo"], "train.objective"),
+    (["task=preference", "train.objective=orpo", "train.rpo_alpha=1"], "train.rpo_alpha.*has its own"),
+    (["task=preference", "train.objective=kto", "train.rpo_alpha=1"], "train.rpo_alpha.*unpaired"),
 ])
 def test_config_mistakes(override, match) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -156,6 +156,8 @@ class TrainConfig:
         None, doc="preference: the loss (null: dpo); dpo/ipo/kto compare with a reference model, orpo needs none")
     beta: float = _f(0.1, lo=0, doc="preference: DPO/IPO/KTO pull toward the reference (higher: stays closer)")
     orpo_lambda: float = _f(0.1, lo=0, doc="preference: ORPO's weight of the odds-ratio term beside the NLL")
+    rpo_alpha: float = _f(0.0, lo=0, doc="preference: DPO/IPO plus this weight times the chosen answers' NLL "
+                                        "(RPO; keeps what the supervised run taught while learning the preference)")
     desirable_weight: float = _f(1.0, lo=0, doc="preference: KTO weight of desirable completions")
     undesirable_weight: float = _f(1.0, lo=0, doc="preference: KTO weight of undesirable completions")
     distributed: Literal["auto", "ddp", "fsdp"] = _f(

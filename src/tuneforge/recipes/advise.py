@@ -142,10 +142,15 @@ def measured_curves(cfg: Config) -> dict[str, Any]:
     if own.is_file():
         rows = [r for r in json.loads(own.read_text(encoding="utf-8")) if r.get("metric") is not None]
         if rows:
-            return {"source": str(own), "rows": rows, "metric_name": rows[0]["metric_name"], "own": True}
+            return {"source": str(own), "rows": rows, "metric_name": rows[0]["metric_name"], "own": True,
+                    "label": f"your comparison ({own})"}
     shipped = resources.files("tuneforge") / "resources" / "compare" / "sentiment-minilm.json"
     data = json.loads(shipped.read_text(encoding="utf-8"))
-    return {"source": data["source"], "rows": data["rows"], "metric_name": data["metric_name"], "own": False}
+    label = f"the shipped comparison ({data['task']} on {data['model']})"
+    if data["task"] != cfg.task:  # a ranking of methods measured on another task: say so where it is used
+        label += f": none is measured for {cfg.task} yet; `tuneforge compare` measures yours"
+    return {"source": data["source"], "rows": data["rows"], "metric_name": data["metric_name"], "own": False,
+            "label": label}
 
 
 def at_size(curves: dict[str, Any], n: int) -> tuple[int, dict[str, float]]:
@@ -185,7 +190,7 @@ def probe_need(prep: Any, base: Any, sample: list[Any], labels: Any, curves: dic
            f"({cv['folds']}-fold cross-validated on {cv['n']} training examples; majority class {cv['majority']:.3f})"
            if probe is not None else f"too few examples per class for a cross-validated probe (majority {cv['majority']:.3f})")
     if comparable:
-        why += f"; fine-tuning reached {tuned:.3f} at {size} examples in the measured comparison"
+        why += f"; fine-tuning reached {tuned:.3f} at {size} examples in {curves['label']}"
     verdict = ("not needed: the probe is within a point of what fine-tuning reaches — train the probe "
                "(eval.baselines shows it in every run) or use the embeddings as they are"
                if not needed else "needed: fine-tuning should beat the probe by more than a point")
@@ -329,8 +334,8 @@ def choose(rows: list[dict[str, Any]], curves: dict[str, Any]) -> dict[str, Any]
     pick = min(close, key=lambda r: r["estimated_train_s"])
     others = ", ".join(f"{r['method']} {r['measured_metric']:.3f}" for r in measured if r is not pick)
     return {"method": pick["method"], "fits": True, "measured_metric": pick["measured_metric"],
-            "why": f"{curves['metric_name']} {pick['measured_metric']:.3f} at {pick['measured_at']} examples in the "
-                   f"measured comparison ({others or 'no other method fits'}); "
+            "why": f"{curves['metric_name']} {pick['measured_metric']:.3f} at {pick['measured_at']} examples in "
+                   f"{curves['label']} ({others or 'no other method fits'}); "
                    + ("the quickest here of those within a point of the best" if len(close) > 1 else "the best")
                    + f"; estimated {pick['estimated_train_s'] / 60:.1f} min here, {pick['cpu_peak_mb']:,.0f} MB"}
 

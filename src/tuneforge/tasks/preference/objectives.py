@@ -7,6 +7,9 @@ against to 1e-5) states it. `p*` are the policy's log-probabilities of a complet
   length normalisation, confirmed with the IPO authors).
 - ORPO (Hong et al. 2024, Eqs. 4-7): NLL(chosen) - λ·log σ(log odds(c) - log odds(r)), odds from the mean
   per-token log-probability; no reference model.
+- RPO (Pang et al. 2024, Eq. 3; `train.rpo_alpha` = α): DPO or IPO + α·NLL(chosen), the NLL the chosen answers'
+  token mean (TRL's loss_type [sigmoid, sft] with loss_weights [1, α]): the supervised signal stays while the
+  preference is learned, so the chosen answers' likelihood (and the facts they carry) is not traded away.
 - KTO (Ethayarajh et al. 2024, Eq. 7): desirable 1 - σ(β(p - r - z)), undesirable 1 - σ(β(z - p + r)), z the
   batch's KL estimate from mismatched (prompt, completion) pairs, detached and clamped at 0.
 """

@@ -28,13 +28,20 @@ def objective_loss(s: dict[str, Any], batch: dict[str, Any], st: Any) -> torch.T
         return kto_loss(pol, s["ref"]["seq"], batch["desirable"], z, st.beta, st.desirable_weight,
                         st.undesirable_weight).mean()
     if name == "orpo":
-        chosen = (batch["main"]["row_of"] < p).float()  # the chosen rows' supervised positions
-        nll = -(s["policy"]["token"] * chosen).sum() / chosen.sum().clamp(min=1)
-        return orpo_loss(pol[:p] / lengths[:p], pol[p:2 * p] / lengths[p:2 * p], nll, st.orpo_lambda)
+        return orpo_loss(pol[:p] / lengths[:p], pol[p:2 * p] / lengths[p:2 * p], chosen_nll(s, batch), st.orpo_lambda)
     ref = s["ref"]["seq"]
     if name == "ipo":
-        return ipo_loss(pol[:p], pol[p:2 * p], ref[:p], ref[p:2 * p], lengths[:p], lengths[p:2 * p], st.beta).mean()
-    return dpo_loss(pol[:p], pol[p:2 * p], ref[:p], ref[p:2 * p], st.beta).mean()
+        loss = ipo_loss(pol[:p], pol[p:2 * p], ref[:p], ref[p:2 * p], lengths[:p], lengths[p:2 * p], st.beta).mean()
+    else:
+        loss = dpo_loss(pol[:p], pol[p:2 * p], ref[:p], ref[p:2 * p], st.beta).mean()
+    return loss + st.rpo_alpha * chosen_nll(s, batch) if st.rpo_alpha else loss
+
+
+def chosen_nll(s: dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
+    """The chosen answers' mean token NLL over their supervised positions (ORPO's SFT term, RPO's α term; TRL's
+    `sft` loss): the pairs' chosen rows come first in the batch."""
+    chosen = (batch["main"]["row_of"] < batch["pairs"]).float()
+    return -(s["policy"]["token"] * chosen).sum() / chosen.sum().clamp(min=1)
 
 
 def rewards(st: Any, policy: torch.Tensor, ref: torch.Tensor | None, lengths: torch.Tensor) -> torch.Tensor | None:

@@ -75,6 +75,7 @@ class Settings:
     objective: Objective
     beta: float = 0.1
     orpo_lambda: float = 0.1
+    rpo_alpha: float = 0.0
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
     chosen: str = "chosen"
@@ -85,7 +86,7 @@ class Settings:
     @classmethod
     def of(cls, cfg: "Config") -> "Settings":
         t, d = cfg.train, cfg.data
-        return cls(OBJECTIVES[t.objective or PreferenceTask.objectives[0]], t.beta, t.orpo_lambda,
+        return cls(OBJECTIVES[t.objective or PreferenceTask.objectives[0]], t.beta, t.orpo_lambda, t.rpo_alpha,
                    t.desirable_weight, t.undesirable_weight, d.chosen, d.rejected, d.completion, d.label)
 
 
@@ -133,6 +134,10 @@ class PreferenceTask(InstructionTask):
         if objective.reference and cfg.train.beta <= 0:
             problems.append(f"`train.beta` = {cfg.train.beta:g} makes {objective.name} learn nothing; set it above 0 "
                             "(e.g. 0.1)")
+        if cfg.train.rpo_alpha and objective.name not in ("dpo", "ipo"):
+            problems.append(f"`train.rpo_alpha` adds the chosen answers' NLL to dpo or ipo; {objective.name} "
+                            + ("has its own (train.orpo_lambda weighs the other term)" if objective.sft
+                               else "learns from unpaired completions") + ": remove it")
         return problems
 
     @classmethod
@@ -146,7 +151,10 @@ class PreferenceTask(InstructionTask):
         if cfg is not None and (cfg.train.objective or cls.objectives[0]) == "orpo":
             return [f"lower train.orpo_lambda (now {cfg.train.orpo_lambda:g})"]
         beta = f" (now {cfg.train.beta:g}; try {3 * cfg.train.beta:g})" if cfg is not None else ""
-        return [f"raise train.beta{beta}: the loss then holds the model closer to the reference"]
+        advice = [f"raise train.beta{beta}: the loss then holds the model closer to the reference"]
+        if cfg is None or (cfg.train.objective or cls.objectives[0]) in ("dpo", "ipo") and not cfg.train.rpo_alpha:
+            advice.append("set train.rpo_alpha: 1.0: the chosen answers' NLL keeps what the supervised run taught")
+        return advice
 
     @classmethod
     def curve_signals(cls, train: list[dict[str, Any]], val: list[dict[str, Any]],
@@ -169,7 +177,8 @@ class PreferenceTask(InstructionTask):
 
     def metadata(self) -> dict[str, Any]:
         s = self.settings
-        return {**super().metadata(), "objective": s.objective.name, "beta": s.beta, "orpo_lambda": s.orpo_lambda}
+        return {**super().metadata(), "objective": s.objective.name, "beta": s.beta, "orpo_lambda": s.orpo_lambda,
+                "rpo_alpha": s.rpo_alpha}
 
     def use_reference(self, model: nn.Module, method: Any, start: Callable[[], nn.Module]) -> str | None:
         if method.adapters_off(model) is not None:
