@@ -160,3 +160,42 @@ def test_gguf_export_refuses_a_classifier_in_one_line(shipped_runs, tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith("error: GGUF export is for instruction runs") and err.count("\n") == 1
     assert not (tmp_path / "g").exists()
+
+
+def test_a_gguf_model_is_dequantized_once_and_then_loads_the_same_from_the_cache(shipped_runs, tmp_path, monkeypatch):
+    """ggufcache.py: the first load de-quantizes the GGUF and stores weights, config and tokenizer; the next
+    loads read that entry (bitwise the same weights, the same token ids and chat prompt); an entry that does
+    not read is removed and rebuilt from the GGUF."""
+    from huggingface_hub import constants
+
+    from tuneforge.models import ggufcache, loading
+
+    out = tmp_path / "gguf"
+    assert main(["export", str(shipped_runs["lm"]), "--format", "gguf", "--out", str(out)]) == 0
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    src = loading.resolve(str(out / "lm-fp32.gguf"))
+    assert src.gguf_file and ggufcache.plain(src) is None
+
+    def load() -> tuple[dict, list, list]:
+        tok = loading.load_tokenizer(src)
+        model = loading.load_causal_lm(src)
+        chat = tok.apply_chat_template([{"role": "user", "content": "Warranty?"}], add_generation_prompt=True)
+        return model.state_dict(), tok("the kettle, €129 — D-42")["input_ids"], list(chat)
+
+    first = load()
+    cached = ggufcache.plain(src)
+    assert cached is not None and (cached.path / "model.safetensors").is_file()
+    second = load()  # from the entry: no GGUF read (the GGUF renamed away proves it)
+    (out / "lm-fp32.gguf").rename(out / "away.gguf")
+    monkeypatch.setattr(ggufcache, "key", lambda s: cached.path.name)
+    third = load()
+    (out / "away.gguf").rename(out / "lm-fp32.gguf")
+    for other in (second, third):
+        assert other[1:] == first[1:]
+        assert first[0].keys() == other[0].keys()
+        assert all(torch.equal(first[0][k], other[0][k]) for k in first[0])
+    with open(cached.path / "model.safetensors", "r+b") as f:  # a truncated entry: rebuilt from the GGUF
+        f.truncate(1000)
+    rebuilt = load()
+    assert all(torch.equal(first[0][k], rebuilt[0][k]) for k in first[0])
+    assert (cached.path / "model.safetensors").stat().st_size > 1000

@@ -199,9 +199,9 @@ def _config(source: ModelSource, blobs: Path) -> dict[str, Any]:
 
 
 def _gguf_key(source: ModelSource) -> str:
-    import transformers
+    from . import ggufcache
 
-    return hashlib.sha1(f"{_sha256(source.path / str(source.gguf_file))} {transformers.__version__}".encode()).hexdigest()
+    return ggufcache.key(source)
 
 
 def _dequantized(source: ModelSource, blobs: Path, digests: dict[str, str]) -> dict[str, Path]:
@@ -214,14 +214,21 @@ def _dequantized(source: ModelSource, blobs: Path, digests: dict[str, str]) -> d
             _blob_from(done.with_name(weights.name), blobs, weights.name)
             _blob_from(done, blobs, config.name)
     if not (weights.exists() and config.exists()):
+        from . import ggufcache
         from .loading import load_causal_lm
 
-        model = load_causal_lm(source)
+        model = load_causal_lm(source)  # de-quantized once per machine, into ggufcache's entry
+        made = ggufcache.plain(source)
         with tempfile.TemporaryDirectory(dir=blobs) as out:
-            model.save_pretrained(out, safe_serialization=True)
-            saved = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))
+            if made is None:  # the entry could not be written (a full disk): save these weights here
+                model.save_pretrained(out, safe_serialization=True)
+            folder = Path(out) if made is None else made.path
+            saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             saved.pop("quantization_config", None)
-            Path(out, "model.safetensors").replace(weights)
+            if made is None:
+                Path(out, "model.safetensors").replace(weights)
+            else:  # the same bytes: a hard link where the file system allows, not a second copy
+                _blob_from(made.path / "model.safetensors", blobs, weights.name)
         config.write_text(json.dumps(saved, indent=2, sort_keys=True), encoding="utf-8")
     return {"model.safetensors": weights}
 

@@ -8,7 +8,7 @@ import importlib.util
 import json
 import pickle
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,15 +209,38 @@ def quiet_transformers() -> None:
 def load_tokenizer(src: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
+    from . import ggufcache
+
     quiet_transformers()
     kwargs: dict[str, Any] = {"local_files_only": True}
-    if src.gguf_file:
-        kwargs["gguf_file"] = src.gguf_file
-    with reading(src):
-        tok = AutoTokenizer.from_pretrained(str(src.path), **kwargs)
+    tok = from_gguf_cache(src, lambda plain: AutoTokenizer.from_pretrained(str(plain.path), **kwargs)) \
+        if src.gguf_file else None
+    if tok is None:
+        if src.gguf_file:
+            kwargs["gguf_file"] = src.gguf_file
+        with reading(src):
+            tok = AutoTokenizer.from_pretrained(str(src.path), **kwargs)
+        if src.gguf_file:
+            ggufcache.converted[ggufcache.key(src)] = tok  # stored with the weights by load_causal_lm
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
+
+
+def from_gguf_cache(src: ModelSource, load: Callable[[ModelSource], Any]) -> Any:
+    """`load` run on the de-quantized copy of a GGUF source (ggufcache.py); None when there is none or it does
+    not read (then it is removed, and the GGUF is loaded and cached again)."""
+    from . import ggufcache
+
+    plain = ggufcache.plain(src)
+    if plain is None:
+        return None
+    try:
+        with reading(plain):
+            return load(plain)
+    except TuneforgeError:
+        ggufcache.discard(src)
+        return None
 
 
 VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
@@ -301,6 +324,11 @@ def load_classifier(src: ModelSource, labels: list[str], scratch: bool = False, 
         del config.quantization_config
     if scratch:
         return auto.from_config(config)
+    if src.gguf_file:
+        model = from_gguf_cache(src, lambda plain: auto.from_pretrained(str(plain.path), config=config,
+                                                                        local_files_only=True))
+        if model is not None:
+            return model
     with reading(src):
         return auto.from_pretrained(str(src.path), config=config, **kwargs)
 
@@ -315,7 +343,14 @@ def load_causal_lm(src: ModelSource, scratch: bool = False) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from . import ggufcache
+
     quiet_transformers()
+    if src.gguf_file and not scratch:
+        model = from_gguf_cache(src, lambda plain: AutoModelForCausalLM.from_pretrained(
+            str(plain.path), torch_dtype=torch.float32, local_files_only=True))
+        if model is not None:
+            return model
     kwargs: dict[str, Any] = {"local_files_only": True}
     if src.gguf_file:
         kwargs["gguf_file"] = src.gguf_file
@@ -333,4 +368,7 @@ def load_causal_lm(src: ModelSource, scratch: bool = False) -> Any:
     model.load_state_dict(loaded.state_dict(), strict=False)
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
+    tokenizer = ggufcache.converted.get(ggufcache.key(src)) or load_tokenizer(src)
+    ggufcache.store(src, model, tokenizer)
+    ggufcache.converted.pop(ggufcache.key(src), None)
     return model
