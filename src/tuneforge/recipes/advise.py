@@ -334,8 +334,8 @@ def choose(rows: list[dict[str, Any]], curves: dict[str, Any]) -> dict[str, Any]
     pick = min(close, key=lambda r: r["estimated_train_s"])
     others = ", ".join(f"{r['method']} {r['measured_metric']:.3f}" for r in measured if r is not pick)
     return {"method": pick["method"], "fits": True, "measured_metric": pick["measured_metric"],
-            "why": f"{curves['metric_name']} {pick['measured_metric']:.3f} at {pick['measured_at']} examples in "
-                   f"{curves['label']} ({others or 'no other method fits'}); "
+            "why": f"{curves['metric_name']} {pick['measured_metric']:.3f} at {pick['measured_at']} examples "
+                   f"({others or 'no other method fits'}) in {curves['label']}; "
                    + ("the quickest here of those within a point of the best" if len(close) > 1 else "the best")
                    + f"; estimated {pick['estimated_train_s'] / 60:.1f} min here, {pick['cpu_peak_mb']:,.0f} MB"}
 

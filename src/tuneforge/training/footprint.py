@@ -127,7 +127,8 @@ def largest_batch(task: Any, examples: list[Any], batch_size: int, device: torch
 
 def activation_mb(model: nn.Module, task: Any, examples: list[Any], idx: list[int], device: torch.device,
                   dtype: torch.dtype | None) -> float:
-    """MB autograd keeps for the backward pass of one forward + loss on examples[idx] (then backpropagated)."""
+    """MB autograd keeps for the backward pass of one forward + loss on examples[idx] (then backpropagated:
+    the gradients are left for the caller)."""
     batch = task.collate(examples, idx, device)
 
     def forward() -> torch.Tensor:
@@ -136,7 +137,6 @@ def activation_mb(model: nn.Module, task: Any, examples: list[Any], idx: list[in
 
     loss, saved = saved_bytes(model, forward)
     loss.backward()
-    model.zero_grad(set_to_none=True)
     return saved / MIB
 
 
@@ -157,17 +157,21 @@ def measure(model: nn.Module, task: Any, train: list[Any], val: list[Any], cfg: 
             dtype: torch.dtype | None, load_mb: float, frozen_base: bool, steps: int = 2) -> Footprint:
     """The Footprint of training `model` (the method already applied) on `train` under `cfg` (a TrainConfig).
 
-    Runs one forward/backward on the largest batch (the activation count, and the warm-up), `steps` timed
-    optimizer steps and one validation batch; the model is changed (advise builds a throwaway copy per method)."""
+    Runs one optimizer step on the largest batch (the activation count, the warm-up and the AdamW state's
+    allocation: untimed), `steps` timed optimizer steps and one validation batch; the model is changed (advise
+    builds a throwaway copy per method)."""
     model.train()
     trainable, total = count_parameters(model)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     grads = sum(p.numel() * p.element_size() for _, p in params) / MIB
     worst = largest_batch(task, train, cfg.batch_size, device)
-    acts = activation_mb(model, task, train, worst, device, dtype)
     few = sorted(worst, key=lambda i: -len(getattr(train[i], "ids", ())))[:2]
     acts_half = activation_mb(model, task, train, few, device, torch.bfloat16) * len(worst) / len(few)
+    model.zero_grad(set_to_none=True)
+    acts = activation_mb(model, task, train, worst, device, dtype)
     optimizer = make_optimizer(params, cfg)
+    optimizer.step()  # the first step allocates the optimizer state: left out of the timing
+    optimizer.zero_grad(set_to_none=True)
     per_token = _timed_steps(model, task, train, cfg, device, dtype, optimizer, params, steps)
     state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                 if torch.is_tensor(t) and t.numel() > 1) / MIB
@@ -180,21 +184,20 @@ def measure(model: nn.Module, task: Any, train: list[Any], val: list[Any], cfg: 
 
 def _timed_steps(model: nn.Module, task: Any, train: list[Any], cfg: Any, device: torch.device,
                  dtype: torch.dtype | None, optimizer: torch.optim.Optimizer, params: list[Any], steps: int) -> float:
-    """Seconds per real token of train's forward/backward/clip/step on shuffled batches, after one untimed step
-    (the largest batch's forward/backward was the first warm-up; that step allocates the optimizer state: timed,
-    it made the estimate 1.3-2x the run's own time on a 6-step run of a random BERT)."""
+    """Seconds per real token of train's forward/backward/clip/step on shuffled batches, after the untimed
+    step on the largest batch (`measure`: it allocates the optimizer state; timed, it made the estimate 1.3-2x
+    the run's own time on a 6-step run of a random BERT)."""
     order = task.batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed)
     groups = [order[i:i + cfg.grad_accum] for i in range(0, len(order), cfg.grad_accum)]
     seconds, tokens = 0.0, 0
-    for k, group in enumerate((groups * (steps + 1))[:steps + 1]):
+    for group in (groups * steps)[:steps]:
         t0 = time.perf_counter()
         loss, n = accumulate(model, task, train, group, device, dtype, None)
         torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.max_grad_norm or math.inf)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         float(loss)
-        if k:
-            seconds, tokens = seconds + time.perf_counter() - t0, tokens + n
+        seconds, tokens = seconds + time.perf_counter() - t0, tokens + n
     return seconds / max(tokens, 1)
 
 
