@@ -199,3 +199,6 @@ def test_a_gguf_model_is_dequantized_once_and_then_loads_the_same_from_the_cache
     rebuilt = load()
     assert all(torch.equal(first[0][k], rebuilt[0][k]) for k in first[0])
     assert (cached.path / "model.safetensors").stat().st_size > 1000
+    (tmp_path / "not-a-dir").write_text("x")  # a cache that cannot be written: loads still work, uncached
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "not-a-dir"))
+    assert load()[1:] == first[1:] and ggufcache.plain(src) is None

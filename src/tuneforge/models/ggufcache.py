@@ -55,12 +55,15 @@ def discard(src: ModelSource) -> None:
 
 def store(src: ModelSource, model: Any, tokenizer: Any) -> None:
     """Write the de-quantized model and its tokenizer (best effort: a full disk only costs the speed-up)."""
+    from safetensors import SafetensorError
+
     where = entry(src)
     if (where / DONE).is_file():
         return
-    where.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=where.parent, prefix=".tmp-"))
+    tmp: Path | None = None
     try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=where.parent, prefix=".tmp-"))
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / DONE).write_text(f'{{"gguf": "{src.path / str(src.gguf_file)}"}}\n', encoding="utf-8")
@@ -68,8 +71,8 @@ def store(src: ModelSource, model: Any, tokenizer: Any) -> None:
             tmp.rename(where)
         except OSError:  # another process stored it first: theirs is the same
             pass
-    except OSError:
+    except (OSError, SafetensorError):  # a read-only or full cache: the next load de-quantizes again
         pass
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
