@@ -185,9 +185,9 @@ def test_a_gguf_model_is_dequantized_once_and_then_loads_the_same_from_the_cache
     first = load()
     cached = ggufcache.plain(src)
     assert cached is not None and (cached.path / "model.safetensors").is_file()
-    second = load()  # from the entry: no GGUF read (the GGUF renamed away proves it)
-    (out / "lm-fp32.gguf").rename(out / "away.gguf")
-    monkeypatch.setattr(ggufcache, "key", lambda s: cached.path.name)
+    second = load()  # from the entry
+    (out / "lm-fp32.gguf").rename(out / "away.gguf")  # the GGUF gone: this load can only read the entry
+    monkeypatch.setattr(ggufcache, "key", lambda s: cached.path.name)  # (the key hashes the GGUF file)
     third = load()
     (out / "away.gguf").rename(out / "lm-fp32.gguf")
     for other in (second, third):

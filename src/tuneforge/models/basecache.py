@@ -196,21 +196,27 @@ def _dequantized(source: ModelSource, blobs: Path, digests: dict[str, str]) -> d
             _blob_from(done.with_name(weights.name), blobs, weights.name)
             _blob_from(done, blobs, config.name)
     if not (weights.exists() and config.exists()):
-        from . import ggufcache
-        from .loading import load_causal_lm
-
-        model = load_causal_lm(source)  # de-quantized once per machine, into ggufcache's entry
-        made = ggufcache.plain(source)
-        with tempfile.TemporaryDirectory(dir=blobs) as out:
-            if made is None:  # the entry could not be written (a full disk): save these weights here
-                model.save_pretrained(out, safe_serialization=True)
-            folder = Path(out) if made is None else made.path
-            saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-            saved.pop("quantization_config", None)
-            if made is None:
-                Path(out, "model.safetensors").replace(weights)
-            else:  # the same bytes: a hard link where the file system allows, not a second copy
-                _blob_from(made.path / "model.safetensors", blobs, weights.name)
-        config.write_text(json.dumps(saved, indent=2, sort_keys=True), encoding="utf-8")
+        config.write_text(json.dumps(_dequantize_into(source, weights), indent=2, sort_keys=True), encoding="utf-8")
     return {"model.safetensors": weights}
+
+
+def _dequantize_into(source: ModelSource, weights: Path) -> dict[str, Any]:
+    """Put the GGUF's float32 weights at `weights` and return their config.json: a hard link to ggufcache's
+    entry (made by the first load on this machine, or by loading now), else saved from a model loaded here."""
+    from . import ggufcache
+    from .loading import load_causal_lm
+
+    made = ggufcache.plain(source)
+    model = load_causal_lm(source) if made is None else None  # the load writes the entry
+    made = made or ggufcache.plain(source)
+    if made is not None:  # the same bytes: no second copy where the file system allows a link
+        _blob_from(made.path / "model.safetensors", weights.parent, weights.name)
+        saved = json.loads((made.path / "config.json").read_text(encoding="utf-8"))
+    else:  # the entry could not be written (a read-only or full cache)
+        with tempfile.TemporaryDirectory(dir=weights.parent) as out:
+            model.save_pretrained(out, safe_serialization=True)
+            saved = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))
+            Path(out, "model.safetensors").replace(weights)
+    saved.pop("quantization_config", None)
+    return saved
 
