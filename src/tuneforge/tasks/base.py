@@ -105,6 +105,7 @@ class Task(ABC):
     # every trainable layer seeing batch-first inputs, so Opacus's per-example gradients are each example's own
     supports_dp: ClassVar[bool] = False
     plants_canaries: ClassVar[bool] = False  # privacy.canaries: secrets planted in its records are completions
+    has_head: ClassVar[bool] = False  # a separate output head (head_modules) that train.head_epochs can train alone
     # The per-example column of `tally` that is 1 where the prediction is right (McNemar's test between two
     # models uses it); None: compare models with the paired bootstrap only.
     correct_column: ClassVar[str | None] = None

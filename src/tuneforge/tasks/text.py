@@ -30,6 +30,7 @@ class TextTask(Task):
 
     peft_task_type = "SEQ_CLS"
     auto_class = "AutoModelForSequenceClassification"
+    has_head = True
 
     def __init__(self, tokenizer: Any, text_col: str, max_length: int, label_dtype: torch.dtype = torch.long,
                  problem_type: str | None = None):

@@ -25,6 +25,7 @@ from ..config import TrainConfig
 from ..errors import TuneforgeError
 from .device import autocast, seed_everything
 from .distributed import SINGLE, Engine
+from .headfirst import head_first
 from .runlog import RunLog
 from .validation import Validation
 
@@ -192,6 +193,8 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
     if private is not None:
         private.wrap(optimizer)
     scheduler = make_scheduler(optimizer, plan, cfg)
+    phase = head_first(model, task, params, cfg.head_epochs, plan.steps_per_epoch, plan.total_steps,
+                       engine.size > 1)
     state = LoopState()
     validation = Validation(task, val, cfg, log, device, dtype, eval_batch_size, params, directions, engine)
     seed_everything(cfg.seed + engine.world.rank)  # each rank its own dropout stream
@@ -209,6 +212,9 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
             task.batches(train, batch, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
         while state.micro < len(order) and state.step < plan.total_steps:
             group = order[state.micro:state.micro + per_step]
+            switched = phase.at(state.step) if phase is not None else None
+            if switched:
+                log.note(switched)
             loss_t, step_tokens = private.accumulate(model, task, train, group[0], device, dtype) \
                 if private is not None else forward_backward(model, task, train, group, device, dtype, regularizer,
                                                              state, cfg, log, optimizer, engine)
@@ -234,6 +240,8 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
         if state.micro >= len(order):
             state.epoch, state.micro = state.epoch + 1, 0
     meter.close()
+    if phase is not None:
+        phase.end()
     if private is not None:
         private.detach()
     restored = validation.restore_best(state)
