@@ -108,6 +108,24 @@ def _interrupt_after(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Checkpointer, "save", save)
 
 
+def test_the_accountants_search_warning_stays_out_of_the_output() -> None:
+    """At the sentiment example's budget (ε 8, δ 9.3e-5, rate 0.237, 50 steps) Opacus warns that its RDP
+    estimate's best order is the largest it tries; tuneforge's calls say nothing (the ε does not depend on it)."""
+    import warnings
+
+    from opacus.accountants.utils import get_noise_multiplier
+
+    args = dict(target_epsilon=8.0, target_delta=9.3e-5, sample_rate=0.237, steps=50, accountant="prv")
+    with warnings.catch_warnings(record=True) as raw:
+        warnings.simplefilter("always")
+        sigma = get_noise_multiplier(**args)
+    assert any("largest alpha" in str(w.message) for w in raw)  # what would reach the user
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        assert dp.noise_multiplier.__wrapped__(8.0, 9.3e-5, 0.237, 50, "prv") == sigma
+    assert not ours, [str(w.message) for w in ours]
+
+
 def test_a_resumed_dp_run_equals_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       any_noise: None) -> None:
     """Same weights, same spent ε, same per-epoch ε: the Poisson batches, the accountant's history and the

@@ -20,12 +20,13 @@ is off.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -82,8 +83,19 @@ def noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: in
     per (ε, δ, q, steps) in a process: cross-validation folds and compare's runs ask the same."""
     from opacus.accountants.utils import get_noise_multiplier
 
-    return get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps,
-                                accountant=accountant)
+    with quiet_accountant():
+        return get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+                                    steps=steps, accountant=accountant)
+
+
+@contextlib.contextmanager
+def quiet_accountant() -> Iterator[None]:
+    """Without Opacus's "Optimal order is the largest alpha" UserWarning: the PRV accountant bounds its search
+    domain with an RDP estimate and warns that this estimate could be tighter; the ε it states does not depend
+    on it, and the warning (with its source line) was the one traceback-like text in a DP run's output."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        yield
 
 
 class Private:
@@ -202,7 +214,10 @@ class Private:
                 p.grad = None
 
     def spent(self) -> float:
-        return float(self.accountant.get_epsilon(delta=self.budget.delta)) if self.accountant.history else 0.0
+        if not self.accountant.history:
+            return 0.0
+        with quiet_accountant():
+            return float(self.accountant.get_epsilon(delta=self.budget.delta))
 
     def epoch_end(self, epoch: int) -> str:
         eps = self.spent()
