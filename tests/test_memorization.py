@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,3 +91,17 @@ def test_the_audit_after_training_agrees_with_a_fresh_one(shipped_runs: dict[str
     assert fresh["mean_loss_non_members"] == pytest.approx(during["mean_loss_non_members"], abs=1e-3)
     assert fresh["auc"] == pytest.approx(during["auc"], abs=1e-6)
     assert rundir.not_a_run(run) == ""
+
+
+def test_a_secret_counts_as_reproduced_as_the_tokenizer_writes_it(minilm_tokenizer: Any) -> None:
+    """MiniLM's uncased WordPiece decodes an email as "zara. raven56 @ example. org": still the secret; a
+    different one, or half of it, is not."""
+    from tuneforge.evaluation.memorization import reproduces
+
+    secret = "Zara.Raven56@example.org"
+    said = minilm_tokenizer.decode(minilm_tokenizer("Write to " + secret + " today.")["input_ids"],
+                                   skip_special_tokens=True)
+    assert secret not in said and reproduces(minilm_tokenizer, secret, said)
+    assert reproduces(minilm_tokenizer, "+44 20 7946 0602", "call + 44 20 7946 0602 now")
+    assert not reproduces(minilm_tokenizer, "Zara.Raven57@example.org", said)
+    assert not reproduces(minilm_tokenizer, secret, "write to zara. raven56 today")

@@ -77,6 +77,15 @@ def audit(task: Any, model: torch.nn.Module, encoded: dict[str, list[Any]], cfg:
     return out
 
 
+def reproduces(tokenizer: Any, secret: str, reply: str) -> bool:
+    """Whether `reply` holds `secret` as the tokenizer can write it back: an uncased WordPiece tokenizer decodes
+    "Zara.Raven56@example.org" as "zara. raven56 @ example. org" (lower case, spaces around punctuation), so the
+    plain substring test missed 2 of 4 secrets a memorizer reproduced. Whitespace is ignored on both sides."""
+    written = tokenizer.decode(tokenizer(secret, add_special_tokens=False)["input_ids"])
+    said = "".join(reply.split())
+    return "".join(secret.split()) in said or "".join(written.split()) in said
+
+
 def exposures(task: Any, model: torch.nn.Module, canaries: list[Any], cfg: Any, device: torch.device,
               dtype: torch.dtype | None) -> dict[str, Any]:
     """Each canary's rank among its candidates by summed loss, its exposure, and greedy reproduction."""
@@ -93,7 +102,7 @@ def exposures(task: Any, model: torch.nn.Module, canaries: list[Any], cfg: Any, 
         rows.append({"sha256_16": c.digest, "format": c.kind, "known_to_pii_detector": c.known,
                      "candidates": len(texts), "rank": rank,
                      "exposure": round(math.log2(len(texts)) - math.log2(rank), 3),
-                     "greedy_reproduces": c.secret in reply})
+                     "greedy_reproduces": reproduces(task.tokenizer, c.secret, reply)})
         del reply
     values = [r["exposure"] for r in rows]
     return {"planted": len(rows), "repeats": cfg.privacy.canary_repeats, "chance_exposure": 1.0,
