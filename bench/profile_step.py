@@ -29,6 +29,14 @@ import torch  # noqa: E402
 from run import tuneforge_raw  # noqa: E402
 
 
+def _value(text: str) -> Any:
+    """A JSON value (3, 1e-3, true, [..]) or else the text itself: `fp32` starts like `false` but is a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def build(case: str, method: str, overrides: list[str], out: Path) -> dict[str, Any]:
     """The model, task, batches and optimizer tuneforge's train recipe would start training with."""
     from tuneforge.config import load_config
@@ -44,7 +52,7 @@ def build(case: str, method: str, overrides: list[str], out: Path) -> dict[str, 
         node = raw
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = json.loads(value) if value[:1] in "0123456789-[{tfn\"" else value
+        node[leaf] = _value(value)
     cfg = load_config(None, base=raw)
     log = RunLog(None, quiet=True)
     prep = prepare(cfg, log)

@@ -101,7 +101,11 @@ def assert_same_training(a: Path, b: Path, atol: float = 1e-5) -> None:
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()
     worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
-    assert worst < atol, f"weights differ by {worst}"
+    # 5x the loss tolerance: AdamW divides by √v, so where a gradient coordinate is near zero the summation-order
+    # differences of an all-reduce (~1e-7) grow into update differences; after 36 steps at lr 3e-3 measured
+    # 1.7e-5 on AMD Zen 4 cores (AVX-512 kernels), under 1e-5 on Intel Sapphire Rapids. A real divergence
+    # (a batch seen twice, a rank's gradient missing) changes an update by about lr.
+    assert worst < 5 * atol, f"weights differ by {worst}"
 
 
 def run_files(run: Path) -> list[str]:

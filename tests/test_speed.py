@@ -177,3 +177,15 @@ def test_gpu_benchmark_script_runs_on_a_tiny_shape():
     n_full = (rows["tf_full"]["flops_per_token"] - attn) / 6
     assert n_lora == n_full
     gpu.print_table([{**r, "case": c} for c, r in rows.items()])
+
+
+def test_precision_auto_takes_bf16_on_cpus_with_bf16_matmuls():
+    """AMX-BF16 (Sapphire Rapids) and AVX512-BF16 (Zen 4) both make bf16 autocast faster than fp32; AVX-512
+    without bf16, or AVX2, does not (bf16 would be emulated)."""
+    from tuneforge.training.device import fast_bf16
+
+    assert fast_bf16("fpu sse2 avx2 avx512f avx512_vnni amx_bf16 amx_tile")
+    assert fast_bf16("fpu avx2 avx512f avx512_bf16 avx512_vnni")
+    assert not fast_bf16("fpu avx2 avx512f avx512_vnni avx512_fp16")
+    assert not fast_bf16("fpu sse2 avx2 fma")
+    assert not fast_bf16("flags: xamx_bf16x")  # a flag is a whole word

@@ -148,7 +148,8 @@ class TrainConfig:
     keep_checkpoints: int = _f(2, lo=1, doc="newest checkpoints kept (the best is kept too)")
     early_stopping: EarlyStoppingConfig = _f(factory=EarlyStoppingConfig)
     seed: int = _f(0, lo=0, doc="seed for splits, shuffling and initialization")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = _f("auto", doc="auto: bf16 autocast where fast")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _f(
+        "auto", doc="auto: bf16 autocast where fast (CUDA; CPUs with AMX-BF16 or AVX512-BF16)")
     threads: Union[int, None] = _f(None, lo=1, doc="CPU threads (null: all cores)")
     compile: Literal["auto", "blocks", "graphs", "none"] = _f(
         "auto", doc="torch.compile each transformer block (auto: on CUDA only; compiling costs minutes on a CPU); "

@@ -19,13 +19,22 @@ def pick_device() -> torch.device:
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
-    """AMX-BF16 runs bf16 matmuls ~6x faster than fp32 on these CPUs; without it bf16 is slower."""
+    """Whether this CPU has bf16 matmul instructions (what bf16 autocast pays off with; read once)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
+            return fast_bf16(f.read())
     except OSError:
         return False
-    return "amx_bf16" in flags
+
+
+def fast_bf16(cpuinfo: str) -> bool:
+    """bf16 autocast is faster than fp32 with AMX-BF16 (Intel Sapphire Rapids and later: ~6x on matmuls) or
+    AVX512-BF16 (AMD Zen 4, Intel Cooper Lake). Measured on 2 Zen 4 cores (AVX512-BF16, no AMX), bf16 vs fp32,
+    one after the other: sentiment LoRA training 106.9 vs 147.1 s at the same test accuracy (0.963), the whole
+    command 143 vs 206 s; one MiniLM full step 450 vs 770 ms, one SmolLM2 LoRA step 2,223 vs 4,023 ms. Without
+    either, bf16 is emulated and slower than fp32."""
+    flags = set(cpuinfo.split())
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
