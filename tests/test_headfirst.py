@@ -91,3 +91,29 @@ def test_what_head_epochs_cannot_run_with_is_one_error_line(tmp_path: Path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and key in err[0], err
     assert not (tmp_path / "runs" / "bad").exists()
+
+
+class _Heads:
+    @staticmethod
+    def head_modules(model: torch.nn.Module) -> list[str]:
+        return ["classifier"]
+
+
+@pytest.mark.parametrize("frozen, message", [
+    ("classifier", "no parameter of the head trains"),
+    ("encoder", "only the head trains anyway"),
+])
+def test_what_leaves_no_phase_is_refused_before_training(frozen: str, message: str) -> None:
+    """Checked in recipes/train.py's start, before the run directory exists: a method whose head does not train,
+    one that trains only the head, and a distributed launch."""
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.training import headfirst
+
+    model = torch.nn.ModuleDict({"encoder": torch.nn.Linear(4, 4), "classifier": torch.nn.Linear(4, 2)})
+    headfirst.check(model, _Heads(), 1.0, processes=1)  # both train: fine
+    headfirst.check(model, _Heads(), 0.0, processes=4)  # off: nothing to refuse
+    with pytest.raises(TuneforgeError, match="torchrun"):
+        headfirst.check(model, _Heads(), 1.0, processes=2)
+    model[frozen].requires_grad_(False)
+    with pytest.raises(TuneforgeError, match=message):
+        headfirst.check(model, _Heads(), 1.0, processes=1)

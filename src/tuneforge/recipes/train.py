@@ -39,7 +39,7 @@ from ..methods.base import count_parameters, weight_bytes
 from ..models import loading
 from ..runs import card, modeldir, reading, rundir
 from ..tasks import task_class
-from ..training import distributed, dp
+from ..training import distributed, dp, headfirst
 from ..training.checkpoint import Checkpointer, write_failure
 from ..training.device import autocast_dtype, pick_device, seed_everything, set_threads
 from ..training.distributed import SINGLE, Engine
@@ -226,6 +226,7 @@ def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE, pri
     if not any(p.requires_grad for p in model.parameters()):  # fit refuses too, but only once the run exists
         raise TuneforgeError("no trainable parameters: the method froze everything (check method.targets)")
     distribute(cfg, method, model, engine)
+    headfirst.check(model, task, cfg.train.head_epochs, engine.size)  # what trains in its head phase
     if not engine.sharded:
         model = model.to(device)  # FSDP puts each shard on its device itself
     log.note(f"loaded {cfg.model} in {time.perf_counter() - t_load:.1f}s; method {method.name}: "

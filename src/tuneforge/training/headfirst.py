@@ -50,16 +50,25 @@ class HeadFirst:
 
 
 def head_first(model: nn.Module, task: Any, params: list[tuple[str, nn.Parameter]], head_epochs: float,
-               steps_per_epoch: int, total_steps: int, distributed: bool) -> HeadFirst | None:
-    """The head phase of `train.head_epochs` (None when it is 0); an error when nothing of the head trains."""
+               steps_per_epoch: int, total_steps: int) -> HeadFirst | None:
+    """The head phase of `train.head_epochs` over the trainable `params` (None when it is 0)."""
     if not head_epochs:
         return None
-    if distributed:  # DDP's reducer expects the same parameters to have gradients at every step
+    steps = min(total_steps - 1, math.ceil(head_epochs * steps_per_epoch))
+    return HeadFirst(params, task.head_modules(model) or [], steps)
+
+
+def check(model: nn.Module, task: Any, head_epochs: float, processes: int) -> None:
+    """Refuse `train.head_epochs` before anything is written when the method trains nothing of the head, or
+    only the head, or the run is distributed (DDP's reducer expects the same parameters to have gradients at
+    every step)."""
+    if not head_epochs:
+        return
+    if processes > 1:
         raise TuneforgeError("train.head_epochs is not supported under torchrun (DDP/FSDP) yet; set it to 0")
     heads = task.head_modules(model) or []
-    phase = HeadFirst(params, heads, min(total_steps - 1, math.ceil(head_epochs * steps_per_epoch)))
+    phase = HeadFirst([(n, p) for n, p in model.named_parameters() if p.requires_grad], heads, 0)
     if not phase.head_count or not phase.body:
         what = "no parameter of the head trains" if not phase.head_count else "only the head trains anyway"
         raise TuneforgeError(f"train.head_epochs: {what} with this method (head: {', '.join(heads) or 'none'}); "
                              "set method.modules_to_save: auto, or train.head_epochs: 0")
-    return phase

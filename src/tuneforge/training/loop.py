@@ -193,8 +193,7 @@ def fit(model: nn.Module, task: Trainable, train: list[Any], val: list[Any], cfg
     if private is not None:
         private.wrap(optimizer)
     scheduler = make_scheduler(optimizer, plan, cfg)
-    phase = head_first(model, task, params, cfg.head_epochs, plan.steps_per_epoch, plan.total_steps,
-                       engine.size > 1)
+    phase = head_first(model, task, params, cfg.head_epochs, plan.steps_per_epoch, plan.total_steps)
     state = LoopState()
     validation = Validation(task, val, cfg, log, device, dtype, eval_batch_size, params, directions, engine)
     seed_everything(cfg.seed + engine.world.rank)  # each rank its own dropout stream
