@@ -48,6 +48,7 @@ from ..training.loop import fit
 from ..training.runlog import RunLog
 from ..training.speed import optimize_for_training
 from ..vetting.audit import summary_lines, vet
+from .evaluate import base_and_baselines, eval_sets, evaluate_sets, pretrained_evaluation
 from .inference import start_model
 
 TRAIN_PROBE = 512  # training examples re-evaluated at the end, to compare train vs validation
@@ -245,50 +246,13 @@ def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE, pri
     for line in lines:
         if line:
             log.note(line)
-    base, base_rows, baseline_rows = None, {}, {}
-    if cfg.eval.base:
-        base, base_rows = _evaluate_sets(task, model, _eval_sets(prep), cfg, device, dtype, engine)
-    if cfg.eval.baselines and _eval_sets(prep) and engine.size == 1:  # a lone forward on one rank would hang
-        t0 = time.perf_counter()
-        baseline_rows = task.baselines(None if method.scratch else model, prep.encoded["train"], _eval_sets(prep),
-                                       cfg.eval.batch_size, device, dtype)  # scratch: no pretrained features
-        if baseline_rows:
-            log.note(f"baselines ({', '.join(baseline_rows)}) in {time.perf_counter() - t0:.1f}s")
+    base, base_rows, baseline_rows = base_and_baselines(prep, method, model, device, dtype, log, engine)
     pretrained = pretrained_evaluation(prep, method, device, dtype) if base is not None and cfg.init_from else None
     previous = earlier_tasks(task, engine)
     guard = engine.call(model, lambda m: ForgettingGuard.start(  # "before" probe, replay mix, EWC/L2
         cfg, task, prep.encoded["train"], m, device, dtype, log, previous=previous)) if engine.sharded else \
         ForgettingGuard.start(cfg, task, prep.encoded["train"], model, device, dtype, log, previous=previous)
     return Ready(model, device, dtype, guard, base, pretrained, base_rows, baseline_rows, private)
-
-
-def _evaluate_sets(task: Any, model: torch.nn.Module, sets: dict[str, list[Any]], cfg: Config, device: torch.device,
-                   dtype: torch.dtype | None, engine: Engine = SINGLE
-                   ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """(metrics, per-example rows) of each split. On several processes the split is evaluated in shares and
-    gathered, without per-example rows (the report then has no slices, paired tests or intervals)."""
-    metrics, rows = {}, {}
-    for name, ex in sets.items():
-        if engine.size > 1:
-            metrics[name] = engine.evaluate(task, model, ex, cfg.eval.batch_size, device, dtype)
-            continue
-        metrics[name], r = task.evaluate_rows(model, ex, cfg.eval.batch_size, device, dtype)
-        if r is not None:
-            rows[name] = r
-    return metrics, rows
-
-
-def pretrained_evaluation(prep: Prepared, method: Any, device: torch.device,
-                          dtype: torch.dtype | None) -> dict[str, Any] | None:
-    """A continued run of a generating task: the pretrained model too (the chain's start, before any run), so
-    eval.json shows it next to the earlier run ("base") and this one; loaded only for this, then freed."""
-    if not prep.task.generates:
-        return None
-    model = prep.task.load_model(prep.cfg, prep.source, method).to(device)
-    out = {name: prep.task.evaluate(model, ex, prep.cfg.eval.batch_size, device, dtype)
-           for name, ex in _eval_sets(prep).items()}
-    del model
-    return out
 
 
 def distribute(cfg: Config, method: Any, model: torch.nn.Module, engine: Engine) -> None:
@@ -316,10 +280,6 @@ def earlier_tasks(task: Any, engine: Engine = SINGLE) -> list[PreviousTask]:
     return out
 
 
-def _eval_sets(prep: Prepared) -> dict[str, list[Any]]:
-    return {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}
-
-
 def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path, log: RunLog,
                         engine: Engine = SINGLE) -> dict[str, Any]:
     cfg, task = prep.cfg, prep.task
@@ -343,7 +303,7 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
                   eval_batch_size=cfg.eval.batch_size, directions=task.metrics, engine=engine, private=ready.private)
     results["privacy"] = dp.results(ready.private, outcome.state.step)
 
-    final, final_rows = _evaluate_sets(task, model, _eval_sets(prep), cfg, device, dtype, engine)
+    final, final_rows = evaluate_sets(task, model, eval_sets(prep), cfg, device, dtype, engine)
     final["train"] = engine.evaluate(task, model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size,
                                      device, dtype)
     results["audit"] = memorization.run(task, model, prep.encoded, cfg, device, dtype, log.note, final_rows) \

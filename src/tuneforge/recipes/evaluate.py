@@ -1,0 +1,76 @@
+"""The evaluations around training: the base model and the baselines before it (cached per machine,
+evaluation/evalcache.py), each split's metrics and rows, and a continued run's pretrained start."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..evaluation import evalcache
+from ..training.distributed import SINGLE, Engine
+from ..training.runlog import RunLog
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .train import Prepared
+
+
+def base_and_baselines(prep: Prepared, method: Any, model: torch.nn.Module, device: torch.device,
+                       dtype: torch.dtype | None, log: RunLog, engine: Engine
+                       ) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """The base model's metrics and rows and the baselines' rows: read from this machine's cache when the same
+    weights were evaluated on the same data with the same settings before (evaluation/evalcache.py), else
+    computed, then cached."""
+    cfg, task = prep.cfg, prep.task
+    digest = evalcache.key(model, {**eval_sets(prep), "train": prep.encoded["train"]}, cfg.eval, dtype) \
+        if engine.size == 1 and eval_sets(prep) and (cfg.eval.base or cfg.eval.baselines) else None
+    found = evalcache.read(digest)
+    if found is not None:
+        log.note("base model and baselines: this machine evaluated the same weights on the same data with the "
+                 "same settings before; read from its cache")
+        return found["base"], found["base_rows"], found["baselines"]
+    base, base_rows, baseline_rows = None, {}, {}
+    if cfg.eval.base:
+        base, base_rows = evaluate_sets(task, model, eval_sets(prep), cfg, device, dtype, engine)
+    if cfg.eval.baselines and eval_sets(prep) and engine.size == 1:  # a lone forward on one rank would hang
+        t0 = time.perf_counter()
+        baseline_rows = task.baselines(None if method.scratch else model, prep.encoded["train"], eval_sets(prep),
+                                       cfg.eval.batch_size, device, dtype)  # scratch: no pretrained features
+        if baseline_rows:
+            log.note(f"baselines ({', '.join(baseline_rows)}) in {time.perf_counter() - t0:.1f}s")
+    evalcache.write(digest, {"base": base, "base_rows": base_rows, "baselines": baseline_rows})
+    return base, base_rows, baseline_rows
+
+
+def evaluate_sets(task: Any, model: torch.nn.Module, sets: dict[str, list[Any]], cfg: Config, device: torch.device,
+                   dtype: torch.dtype | None, engine: Engine = SINGLE
+                   ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """(metrics, per-example rows) of each split. On several processes the split is evaluated in shares and
+    gathered, without per-example rows (the report then has no slices, paired tests or intervals)."""
+    metrics, rows = {}, {}
+    for name, ex in sets.items():
+        if engine.size > 1:
+            metrics[name] = engine.evaluate(task, model, ex, cfg.eval.batch_size, device, dtype)
+            continue
+        metrics[name], r = task.evaluate_rows(model, ex, cfg.eval.batch_size, device, dtype)
+        if r is not None:
+            rows[name] = r
+    return metrics, rows
+
+
+def pretrained_evaluation(prep: Prepared, method: Any, device: torch.device,
+                          dtype: torch.dtype | None) -> dict[str, Any] | None:
+    """A continued run of a generating task: the pretrained model too (the chain's start, before any run), so
+    eval.json shows it next to the earlier run ("base") and this one; loaded only for this, then freed."""
+    if not prep.task.generates:
+        return None
+    model = prep.task.load_model(prep.cfg, prep.source, method).to(device)
+    out = {name: prep.task.evaluate(model, ex, prep.cfg.eval.batch_size, device, dtype)
+           for name, ex in eval_sets(prep).items()}
+    del model
+    return out
+
+
+def eval_sets(prep: Prepared) -> dict[str, list[Any]]:
+    return {k: v for k, v in prep.encoded.items() if k in ("validation", "test")}
