@@ -218,3 +218,16 @@ def test_long_lists_are_bounded(tmp_path):
 def test_the_number_of_problems_listed_is_bounded(tmp_path):
     found = problems(tmp_path, OK + "".join(f"key{i}: 1\n" for i in range(5000)))
     assert len(found) == 21 and found[-1] == "... and 4,980 more problems"
+
+
+def test_every_shipped_example_config_loads() -> None:
+    """Each examples/*.yaml run config is valid (unknown keys, bad values and cross-key problems are errors);
+    sequence.yaml is a `tuneforge sequence` file (its `tasks` are configs of their own)."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    configs = [p for p in sorted((root / "examples").glob("*.yaml"))
+               if "tasks" not in (yaml.safe_load(p.read_text(encoding="utf-8")) or {})]
+    assert len(configs) >= 8
+    for path in configs:
+        assert load_config(str(path)).name, path
