@@ -20,12 +20,22 @@ from torch import nn
 from ..errors import TuneforgeError
 
 
+def split(params: list[tuple[str, nn.Parameter]], heads: list[str]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(head, body): the parameters with a head module in their dotted name (PEFT's
+    `classifier.modules_to_save.default.weight` too), and the rest."""
+    head: list[nn.Parameter] = []
+    body: list[nn.Parameter] = []
+    for name, p in params:
+        (head if set(name.split(".")) & set(heads) else body).append(p)
+    return head, body
+
+
 class HeadFirst:
     """Which parameters train at a step: the head's alone before `steps`, then all of `params`."""
 
     def __init__(self, params: list[tuple[str, nn.Parameter]], heads: list[str], steps: int):
-        self.body = [p for name, p in params if not set(name.split(".")) & set(heads)]
-        self.head_count = sum(p.numel() for name, p in params if set(name.split(".")) & set(heads))
+        head, self.body = split(params, heads)
+        self.head_count = sum(p.numel() for p in head)
         self.steps = steps
         self.head_only: bool | None = None
 
@@ -67,8 +77,8 @@ def check(model: nn.Module, task: Any, head_epochs: float, processes: int) -> No
     if processes > 1:
         raise TuneforgeError("train.head_epochs is not supported under torchrun (DDP/FSDP) yet; set it to 0")
     heads = task.head_modules(model) or []
-    phase = HeadFirst([(n, p) for n, p in model.named_parameters() if p.requires_grad], heads, 0)
-    if not phase.head_count or not phase.body:
-        what = "no parameter of the head trains" if not phase.head_count else "only the head trains anyway"
+    head, body = split([(n, p) for n, p in model.named_parameters() if p.requires_grad], heads)
+    if not head or not body:
+        what = "no parameter of the head trains" if not head else "only the head trains anyway"
         raise TuneforgeError(f"train.head_epochs: {what} with this method (head: {', '.join(heads) or 'none'}); "
                              "set method.modules_to_save: auto, or train.head_epochs: 0")
