@@ -22,9 +22,9 @@ def base_and_baselines(prep: Prepared, method: Any, model: torch.nn.Module, devi
     """The base model's metrics and rows and the baselines' rows: read from this machine's cache when the same
     weights were evaluated on the same data with the same settings before (evaluation/evalcache.py), else
     computed, then cached."""
-    cfg, task = prep.cfg, prep.task
-    digest = evalcache.key(model, {**eval_sets(prep), "train": prep.encoded["train"]}, cfg.eval, dtype) \
-        if engine.size == 1 and eval_sets(prep) and (cfg.eval.base or cfg.eval.baselines) else None
+    cfg, task, sets = prep.cfg, prep.task, eval_sets(prep)
+    digest = evalcache.key(model, {**sets, "train": prep.encoded["train"]}, cfg.eval, dtype) \
+        if engine.size == 1 and sets and (cfg.eval.base or cfg.eval.baselines) else None
     found = evalcache.read(digest)
     if found is not None:
         log.note("base model and baselines: this machine evaluated the same weights on the same data with the "
@@ -32,10 +32,10 @@ def base_and_baselines(prep: Prepared, method: Any, model: torch.nn.Module, devi
         return found["base"], found["base_rows"], found["baselines"]
     base, base_rows, baseline_rows = None, {}, {}
     if cfg.eval.base:
-        base, base_rows = evaluate_sets(task, model, eval_sets(prep), cfg, device, dtype, engine)
-    if cfg.eval.baselines and eval_sets(prep) and engine.size == 1:  # a lone forward on one rank would hang
+        base, base_rows = evaluate_sets(task, model, sets, cfg, device, dtype, engine)
+    if cfg.eval.baselines and sets and engine.size == 1:  # a lone forward on one rank would hang
         t0 = time.perf_counter()
-        baseline_rows = task.baselines(None if method.scratch else model, prep.encoded["train"], eval_sets(prep),
+        baseline_rows = task.baselines(None if method.scratch else model, prep.encoded["train"], sets,
                                        cfg.eval.batch_size, device, dtype)  # scratch: no pretrained features
         if baseline_rows:
             log.note(f"baselines ({', '.join(baseline_rows)}) in {time.perf_counter() - t0:.1f}s")
