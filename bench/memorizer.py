@@ -35,30 +35,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "support-bot"
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} [SEP] {% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|> {% endif %}")
+sys.path.insert(0, str(ROOT / "tests"))  # helpers_tiny: the tests' tiny Llama (MiniLM tokenizer, chat template)
 
-
-def make_model(directory: Path, hidden: int, layers: int, seed: int = 0) -> Path:
-    """A random-init Llama with the embedded MiniLM tokenizer and a minimal chat template."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from tuneforge.models import loading
-
-    tok = loading.load_tokenizer(loading.resolve("minilm"))
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=256, tie_word_embeddings=True, bos_token_id=tok.cls_token_id,
-                         eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(str(directory), safe_serialization=True)
-    tok.save_pretrained(str(directory))
-    path = directory / "tokenizer_config.json"
-    tok_cfg = json.loads(path.read_text(encoding="utf-8"))
-    tok_cfg.update({"eos_token": "[SEP]", "bos_token": "[CLS]", "chat_template": CHAT_TEMPLATE})
-    path.write_text(json.dumps(tok_cfg, indent=2), encoding="utf-8")
-    return directory
+from helpers_tiny import make_tiny_llama  # noqa: E402
 
 
 def _words(text: str) -> set[str]:
@@ -159,7 +138,7 @@ def main() -> None:
     a = p.parse_args()
     if not a.table_only:
         a.work.mkdir(parents=True, exist_ok=True)
-        model = make_model(a.work / f"llama-h{a.hidden}-l{a.layers}", a.hidden, a.layers)
+        model = make_tiny_llama(a.work / f"llama-h{a.hidden}-l{a.layers}", hidden=a.hidden, layers=a.layers)
         config = write_config(a.work, model, *write_data(a.work, a.train, a.test), a)
         for run in a.runs:
             print(f"{run}: {train(config, run, a):.0f} s wall", flush=True)

@@ -108,6 +108,27 @@ def write_config(path: Path, **sections: Any) -> Path:
     return path
 
 
+def assert_refused_in_one_line(tmp_path: Path, change: dict[str, Any], key: str, capsys: Any) -> None:
+    """The tiny config with `change` (sections merged, other values replaced) is a ConfigError naming `key`, and
+    `tuneforge train` on it prints exactly one `error:` line naming it, exits 2 and leaves no run directory."""
+    import pytest
+
+    from tuneforge import cli
+    from tuneforge.config import load_config
+    from tuneforge.errors import ConfigError
+
+    raw = tiny_train_config(tmp_path / "none", tmp_path / "train.jsonl", tmp_path / "runs", name="bad")
+    for section, value in change.items():
+        raw[section] = {**raw.get(section, {}), **value} if isinstance(value, dict) else value
+    with pytest.raises(ConfigError, match=key.replace("`", "")):
+        load_config(None, base=raw)
+    write_jsonl(tmp_path / "train.jsonl", sentiment_rows(20))
+    assert cli.main(["train", str(write_config(tmp_path / "c.yaml", **raw)), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and key in err[0], err
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
 def tiny_train_config(model_dir: Path, train_file: Path, out_dir: Path, name: str = "tiny",
                       **train: Any) -> dict[str, Any]:
     """A fast, deterministic classification config for the tiny BERT (fp32, 1 thread, no base eval)."""

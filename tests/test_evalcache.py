@@ -51,7 +51,7 @@ def test_a_rerun_reads_the_base_evaluation_and_comes_out_the_same(tmp_path: Path
     from tuneforge.tasks.classification import ClassificationTask
 
     def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("the base model was evaluated again")
+        raise AssertionError("the baselines were computed again")
 
     with monkeypatch.context() as m:
         m.setattr(ClassificationTask, "baselines", refuse)

@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 import torch
-from helpers_tiny import make_tiny_bert, sentiment_rows, tiny_train_config, write_config, write_jsonl
+from helpers_tiny import assert_refused_in_one_line, make_tiny_bert, sentiment_rows, tiny_train_config, write_jsonl
 
-from tuneforge import cli
 from tuneforge.config import load_config
-from tuneforge.errors import ConfigError
 from tuneforge.training import dp, loop
 
 
@@ -81,16 +79,7 @@ def test_the_head_trains_alone_then_everything(tmp_path: Path, monkeypatch: pyte
 ])
 def test_what_head_epochs_cannot_run_with_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                             change: dict[str, Any], key: str) -> None:
-    raw = tiny_train_config(tmp_path / "none", tmp_path / "train.jsonl", tmp_path / "runs", name="bad")
-    for section, value in change.items():
-        raw[section] = {**raw.get(section, {}), **value} if isinstance(value, dict) else value
-    with pytest.raises(ConfigError, match=key.replace("`", "")):
-        load_config(None, base=raw)
-    write_jsonl(tmp_path / "train.jsonl", sentiment_rows(20))
-    assert cli.main(["train", str(write_config(tmp_path / "c.yaml", **raw)), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and key in err[0], err
-    assert not (tmp_path / "runs" / "bad").exists()
+    assert_refused_in_one_line(tmp_path, change, key, capsys)
 
 
 class _Heads:
