@@ -102,9 +102,9 @@ def assert_same_training(a: Path, b: Path, atol: float = 1e-5) -> None:
     assert wa.keys() == wb.keys()
     worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
     # 5x the loss tolerance: AdamW divides by √v, so where a gradient coordinate is near zero the summation-order
-    # differences of an all-reduce (~1e-7) grow into update differences; after 36 steps at lr 3e-3 measured
-    # 1.7e-5 on AMD Zen 4 cores (AVX-512 kernels), under 1e-5 on Intel Sapphire Rapids. A real divergence
-    # (a batch seen twice, a rank's gradient missing) changes an update by about lr.
+    # differences of an all-reduce grow into update differences. After 36 steps at lr 3e-3: 1.7e-5 measured on
+    # AMD Zen 4 cores (AVX-512 kernels), within the 1e-5 this test held on the earlier Intel Sapphire Rapids
+    # machines. A real divergence (a batch seen twice, a rank's gradient missing) changes an update by about lr.
     assert worst < 5 * atol, f"weights differ by {worst}"
 
 
