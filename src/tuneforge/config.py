@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from .configpaths import absolute_paths, relative_paths, resolve_paths
+from .confighead import head_problems
 from .configprivacy import privacy_problems
 from .configtypes import coerce, out_of_range
 from .errors import ConfigError, clip, show
@@ -139,6 +140,9 @@ class TrainConfig:
     label_smoothing: float = _f(0.0, lo=0, hi=0.99, doc="classification label smoothing")
     model_dropout: Union[float, None] = _f(None, lo=0, hi=0.99,
                                            doc="the model's own hidden/attention dropout (null: keep the model's)")
+    pooling: Literal["model", "mean"] = _f("model", doc="what a sequence head reads: model (the model's own: BERT's "
+                                           "pooled [CLS], a decoder's last token) or mean (that token made a "
+                                           "uniform mean over the text by its last attention layer)")
     head_epochs: float = _f(0.0, lo=0, doc="train only the task head for this many epochs first, then all the "
                             "method trains (linear probing, then fine-tuning; classification, regression and "
                             "token-classification heads)")
@@ -376,7 +380,7 @@ def _cross_checks(cfg: Config) -> list[str]:
     if cfg.train.epochs == 0 and cfg.train.max_steps is None:  # the loop would still run one step
         problems.append("`train.epochs` = 0 trains nothing; set train.epochs above 0 (e.g. 3) or set train.max_steps")
     problems += _fraction_checks(cfg)
-    problems += _head_epochs_checks(cfg)
+    problems += head_problems(cfg)  # confighead.py: train.head_epochs and train.pooling
     problems += _forgetting_checks(cfg)
     problems += objective_problems(cfg.task, cfg.train.objective)  # the tasks' own losses
     problems += privacy_problems(cfg)  # configprivacy.py: what privacy.dp and canaries refuse
@@ -394,20 +398,6 @@ def _fraction_checks(cfg: Config) -> list[str]:
     if not problems and sum(fractions) >= 0.9:
         problems.append("`data.validation` + `data.test` fractions leave under 10% for training; lower them")
     return problems
-
-
-def _head_epochs_checks(cfg: Config) -> list[str]:
-    """train.head_epochs needs a task with a head, and epochs after it in which the rest trains."""
-    from .tasks import task_class
-
-    head, epochs = cfg.train.head_epochs, cfg.train.epochs
-    if head and not task_class(cfg.task).has_head:
-        return [f"`train.head_epochs` = {head:g}: task {cfg.task} has no separate head (its output layer is the "
-                "model's own); set it to 0"]
-    if head and epochs and head >= epochs:
-        return [f"`train.head_epochs` = {head:g} is not below `train.epochs` = {epochs:g}: only the head would ever "
-                "train; lower it (e.g. 1) or raise train.epochs"]
-    return []
 
 
 def _forgetting_checks(cfg: Config) -> list[str]:

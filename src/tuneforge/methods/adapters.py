@@ -131,6 +131,7 @@ class AdapterMethod(Method):
     family = PARAMETER_EFFICIENT
     saves_full_model = False
     frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
+    saves_base_edits = False  # its files hold the adapters and the head only
     default_lr = 1e-3
     config_keys = ("reduction", "adapter_style", "dropout", "targets", "modules_to_save")
 

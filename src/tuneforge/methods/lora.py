@@ -34,13 +34,17 @@ class LoraMethod(Method):
         from peft import LoraConfig, get_peft_model
 
         task = task_of(task)
+        edited = list(task.edited_modules)  # saved whole and frozen, never LoRA-wrapped
         peft_cfg = LoraConfig(
             task_type=task.peft_task_type,
             r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-            target_modules=lora_targets(model, cfg.targets),
-            modules_to_save=modules_to_save(model, cfg.modules_to_save, task),
+            target_modules=lora_targets(model, cfg.targets), exclude_modules=edited or None,
+            modules_to_save=(modules_to_save(model, cfg.modules_to_save, task) or []) + edited or None,
             use_rslora=cfg.rslora, use_dora=self.use_dora)
         peft_model = get_peft_model(model, peft_cfg)
+        for name, param in peft_model.named_parameters():
+            if any(f"{module}.modules_to_save." in name for module in edited):
+                param.requires_grad_(False)  # part of the (frozen) base, carried in the adapter's files
         # PEFT appends its own head names (classifier, score) for SEQ_CLS: the saved list names each once
         saved = peft_model.peft_config["default"].modules_to_save
         if saved:

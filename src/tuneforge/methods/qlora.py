@@ -112,6 +112,7 @@ class QLoraMethod(LoraMethod):
     """LoRA on a 4-bit NF4 base (double quantization); the head stays full precision and trains."""
 
     name = "qlora"
+    saves_base_edits = False  # an edited layer would be quantized with the rest; LoRA on the full base carries it
     dp_problem = "not supported yet with per-example gradients (bitsandbytes 4-bit layers); use method.name: lora"
 
     def apply(self, model: nn.Module, cfg: "MethodConfig", task: Any) -> nn.Module:

@@ -58,7 +58,7 @@ def start_model(cfg: Config, source: loading.ModelSource, task: Any, method: Any
     """The model a run starts from: the base model with the task's head, or (init_from) the earlier run's
     model with its adapters merged, continued by the task (for classification: a new head beside the old)."""
     if not cfg.init_from:
-        return task.load_model(cfg, source, method)
+        return task.edit_start(task.load_model(cfg, source, method), cfg)
     earlier = Path(cfg.init_from)
     _, _, model = load_run(earlier)
     model = get_method(reading.read_meta(earlier)["method"]).merge(model).cpu()

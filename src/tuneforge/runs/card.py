@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 HYPERPARAMETERS = {"train": ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "weight_decay", "warmup",
-                             "scheduler", "max_grad_norm", "label_smoothing", "precision", "seed"),
+                             "scheduler", "max_grad_norm", "label_smoothing", "precision", "pooling", "seed"),
                    "data": ("max_length", "system", "train_on_inputs", "packing"),
                    "forgetting": ("replay", "ewc", "l2_to_base")}
 

@@ -106,12 +106,14 @@ class Task(ABC):
     supports_dp: ClassVar[bool] = False
     plants_canaries: ClassVar[bool] = False  # privacy.canaries: secrets planted in its records are completions
     has_head: ClassVar[bool] = False  # a separate output head (head_modules) that train.head_epochs can train alone
+    pools: ClassVar[bool] = False  # one output per sequence read off one token, which train.pooling can change
     # The per-example column of `tally` that is 1 where the prediction is right (McNemar's test between two
     # models uses it); None: compare models with the paired bootstrap only.
     correct_column: ClassVar[str | None] = None
     calibratable: ClassVar[bool] = False  # `scores` are logits that temperature scaling (eval.calibrate) fits
 
     notes: list[str]  # what encoding found worth telling (truncation, ...), for the run log
+    edited_modules: tuple[str, ...] = ()  # base modules edit_start changed (their names)
 
     # ------------------------------------------------------------------ the config's questions
     @classmethod
@@ -216,6 +218,12 @@ class Task(ABC):
     @abstractmethod
     def load_model(self, cfg: "Config", source: "ModelSource", method: Any) -> nn.Module:
         """The pretrained model with this task's head (fresh weights if method.scratch)."""
+
+    def edit_start(self, model: nn.Module, cfg: "Config") -> nn.Module:
+        """The base model as a run starts from it (not a saved run's model, which holds its edits already):
+        what the config changes in its architecture (train.pooling). Changed modules' names go to
+        `edited_modules`, which a PEFT adapter saves whole."""
+        return model
 
     def prepare_model(self, model: nn.Module) -> str | None:
         """Once, after the method is applied and before compilation; returns a line for the run log."""

@@ -31,6 +31,7 @@ class TextTask(Task):
     peft_task_type = "SEQ_CLS"
     auto_class = "AutoModelForSequenceClassification"
     has_head = True
+    pools = True  # one output per sequence, read off one token: train.pooling can make that token a mean
 
     def __init__(self, tokenizer: Any, text_col: str, max_length: int, label_dtype: torch.dtype = torch.long,
                  problem_type: str | None = None):
@@ -98,6 +99,11 @@ class TextTask(Task):
         return loading.load_classifier(source, self.model_labels, scratch=method.scratch,
                                        dropout=cfg.train.model_dropout, problem_type=self.problem_type,
                                        auto_class=self.auto_class)
+
+    def edit_start(self, model: nn.Module, cfg: "Config") -> nn.Module:
+        if cfg.train.pooling == "mean":
+            self.edited_modules = (anatomy.pool_by_mean(model),)
+        return model
 
     @classmethod
     def head_modules(cls, model: nn.Module) -> list[str] | None:

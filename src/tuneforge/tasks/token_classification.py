@@ -57,6 +57,7 @@ class TokenClassificationTask(TextTask):
     name = "token_classification"
     peft_task_type = "TOKEN_CLS"
     auto_class = "AutoModelForTokenClassification"
+    pools = False  # one output per token: nothing is pooled
     headline = ("entity_f1_micro", "entity_precision_micro", "entity_recall_micro", "entity_f1_macro",
                 "token_accuracy")
     primary_metric = "entity_f1_micro"
