@@ -1,8 +1,9 @@
 """Forwards the run shares instead of repeating (issue #16): the base model's evaluation hands the linear probe
-its embeddings of the same sets. Each shared result must equal what its own pass gave, bit for bit, on a tiny
-random model."""
+its embeddings of the same sets, and the final train probe hands the memorization audit its members' losses.
+Each shared result must equal what its own pass gave, bit for bit, on a tiny random model."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,11 @@ import torch
 from helpers_tiny import make_tiny_bert, sentiment_rows, tiny_train_config, write_jsonl
 
 from tuneforge.config import load_config
-from tuneforge.evaluation import evalcache
+from tuneforge.evaluation import evalcache, memorization
 from tuneforge.methods import get_method
 from tuneforge.recipes.evaluate import base_and_baselines, eval_sets, evaluate_sets
 from tuneforge.recipes.inference import start_model
-from tuneforge.recipes.train import Prepared, prepare
+from tuneforge.recipes.train import TRAIN_PROBE, Prepared, prepare, train_probe
 from tuneforge.tasks.classification import ClassificationTask, HeadTask
 from tuneforge.training.distributed import SINGLE
 from tuneforge.training.runlog import RunLog
@@ -94,6 +95,42 @@ def test_the_base_evaluation_embeds_the_eval_sets_once(run: tuple[Prepared, Any,
     base, base_rows, baselines = base_and_baselines(prep, method, model, CPU, None, log, SINGLE)
     assert embedded == [len(prep.encoded["train"])]  # the probe's sample: every training example here
     assert _same(base, metrics) and _same(base_rows, rows) and _same(baselines, probes)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_train_probe_scores_the_audit_members_as_the_audit_would(run: tuple[Prepared, Any, torch.nn.Module],
+                                                                     dtype: torch.dtype | None) -> None:
+    """The members' losses are example_nll's own, bit for bit (their batches are the same); the probe's metrics
+    are evaluate's, its loss up to the float order of two shares."""
+    prep, _, model = run
+    task, bs, train = prep.task, prep.cfg.eval.batch_size, prep.encoded["train"]
+    probe, members = train[:TRAIN_PROBE], memorization.members(train)
+    scored = 40  # batched alone, not as in the probe's 72: read off the probe's pass, 2 of the 40 losses differed
+    metrics, (sums, units) = task.evaluate_and_score(model, probe, scored, bs, CPU, dtype)
+    alone = task.example_nll(model, probe[:scored], bs, CPU, dtype)
+    assert np.array_equal(sums, alone[0]) and np.array_equal(units, alone[1])
+    whole = task.evaluate(model, probe, bs, CPU, dtype)
+    assert metrics["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+    assert _same({k: v for k, v in metrics.items() if k != "loss"}, {k: v for k, v in whole.items() if k != "loss"})
+    found, nll = train_probe(prep, model, CPU, dtype)
+    assert nll is not None and np.array_equal(nll[0], task.example_nll(model, members, bs, CPU, dtype)[0])
+    assert found["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+
+
+def test_the_train_probe_leaves_the_audit_alone_when_its_members_do_not_lead(
+        run: tuple[Prepared, Any, torch.nn.Module]) -> None:
+    """eval.audit: false, or a canary among the first examples: the probe is evaluate's, the audit scores its own."""
+    prep, _, model = run
+    probe = prep.encoded["train"][:TRAIN_PROBE]
+    whole = prep.task.evaluate(model, probe, prep.cfg.eval.batch_size, CPU, None)
+    off = dataclasses.replace(prep, cfg=dataclasses.replace(prep.cfg, eval=dataclasses.replace(prep.cfg.eval,
+                                                                                               audit=False)))
+    canary = dataclasses.replace(prep.encoded["train"][0], where="<canary>0")
+    planted = dataclasses.replace(prep, encoded={**prep.encoded, "train": [canary, *prep.encoded["train"][1:]]})
+    for changed in (off, planted):
+        metrics, nll = train_probe(changed, model, CPU, None)
+        assert nll is None
+    assert train_probe(off, model, CPU, None)[0] == whole
 
 
 def test_a_head_task_reads_its_slice_in_the_shared_forward(run: tuple[Prepared, Any, torch.nn.Module]) -> None:

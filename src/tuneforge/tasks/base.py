@@ -329,6 +329,14 @@ class Task(ABC):
         (evaluation/memorization.py; the mean is sum / units). None: the audit has nothing to score."""
         return None
 
+    def evaluate_and_score(self, model: nn.Module, examples: list[Any], scored: int, batch_size: int,
+                           device: torch.device, dtype: torch.dtype | None) -> tuple[dict[str, Any], Any]:
+        """`evaluate`'s metrics on `examples` and `example_nll` of examples[:scored] (the final train probe and
+        the audit's members), from one pass where the task can: the audit's scores must come out as
+        example_nll's own (default: the two passes)."""
+        return (self.evaluate(model, examples, batch_size, device, dtype),
+                self.example_nll(model, examples[:scored], batch_size, device, dtype))
+
     def evaluate_rows_embedded(self, model: nn.Module, examples: list[Any], batch_size: int,
                                device: torch.device, dtype: torch.dtype | None
                                ) -> tuple[dict[str, Any], list[dict[str, Any]] | None, Any | None]:

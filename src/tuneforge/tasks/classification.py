@@ -256,6 +256,18 @@ class ClassificationTask(TextTask):
         _, logits = self._forward(model, examples, batch_size, device, dtype)
         return self._losses(logits, examples), np.ones(len(examples))
 
+    def evaluate_and_score(self, model: nn.Module, examples: list[Example], scored: int, batch_size: int,
+                           device: torch.device, dtype: torch.dtype | None
+                           ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+        """One pass in two shares: examples[:scored] batched alone, exactly as example_nll batches them (a
+        logit depends on its batch's padding: 28 of 256 differed, up to 4e-4 in bf16), so the audit's losses
+        stay bit-identical; the metrics merge both shares. Measured on the sentiment example (MiniLM, train
+        probe 512 led by the audit's 256 members, bf16, one core, min of 3): two passes 6.7 s, this 4.5 s."""
+        head, rest = (self.evaluate_shard(model, part, batch_size, device, dtype)
+                      for part in (examples[:scored], examples[scored:]))
+        nll = self._losses(torch.from_numpy(head["logits"]), examples[:scored]), np.ones(scored)
+        return self.merge_shards([head, rest], examples), nll
+
     def _losses(self, logits: torch.Tensor, examples: list[Example]) -> np.ndarray:
         """Each example's cross-entropy (multi-label: mean binary cross-entropy over the labels)."""
         labels = torch.tensor(np.array([e.label for e in examples]), dtype=torch.float if self.multi_label else torch.long)
