@@ -23,6 +23,7 @@ from ..data.records import Record
 
 MEMBERS = 256       # training examples scored, and as many held-out ones: balanced classes for the ROC, and
 HELD_OUT = 256      # the audit's cost stays two small forward passes after every run (AUC's s.e. ~0.03 here)
+Scores = tuple[np.ndarray, np.ndarray]  # example_nll: each example's summed loss and its loss units
 
 
 def membership(members: np.ndarray, others: np.ndarray) -> dict[str, Any]:
@@ -40,9 +41,15 @@ def membership(members: np.ndarray, others: np.ndarray) -> dict[str, Any]:
             "mean_loss_non_members": round(float(np.mean(others)), 4)}
 
 
+def members(train: list[Any]) -> list[Any]:
+    """The training examples the attack scores: the first MEMBERS that are not planted canaries."""
+    return [e for e in train if not str(getattr(e, "where", "")).startswith("<canary>")][:MEMBERS]
+
+
 def _mean_losses(task: Any, model: torch.nn.Module, examples: list[Any], batch_size: int, device: torch.device,
-                 dtype: torch.dtype | None) -> np.ndarray | None:
-    found = task.example_nll(model, examples, batch_size, device, dtype)
+                 dtype: torch.dtype | None, found: Scores | None = None) -> np.ndarray | None:
+    """Mean losses of `examples`: from `found` (their example_nll, taken already) or scored now."""
+    found = task.example_nll(model, examples, batch_size, device, dtype) if found is None else found
     return None if found is None else found[0] / found[1]
 
 
@@ -56,22 +63,24 @@ def _row_losses(rows: list[dict[str, Any]] | None) -> np.ndarray | None:
 
 def audit(task: Any, model: torch.nn.Module, encoded: dict[str, list[Any]], cfg: Any, device: torch.device,
           dtype: torch.dtype | None, canaries: list[Any] | None = None,
-          rows: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any] | None:
+          rows: dict[str, list[dict[str, Any]]] | None = None, scored: Scores | None = None
+          ) -> dict[str, Any] | None:
     """eval.json["audit"]: membership inference on train vs held-out (test, else validation), and canary
     exposure when canaries were planted; None when the task scores no examples or nothing is held out.
-    `rows`: the final evaluation's per-example rows by split, whose losses the held-out side reuses."""
+    `rows`: the final evaluation's per-example rows by split, whose losses the held-out side reuses;
+    `scored`: example_nll of `members(encoded["train"])`, taken by the final train probe's pass."""
     held = "test" if encoded.get("test") else "validation"
-    train = [e for e in encoded.get("train", []) if not str(getattr(e, "where", "")).startswith("<canary>")]
+    train = members(encoded.get("train", []))
     if not encoded.get(held) or not train:
         return None
     bs = cfg.eval.batch_size
-    members = _mean_losses(task, model, train[:MEMBERS], bs, device, dtype)
-    if members is None:
+    member_losses = _mean_losses(task, model, train, bs, device, dtype, scored)
+    if member_losses is None:
         return None
     others = _row_losses((rows or {}).get(held, [])[:HELD_OUT])
     if others is None:
         others = _mean_losses(task, model, encoded[held][:HELD_OUT], bs, device, dtype)
-    out: dict[str, Any] = {"membership": {**membership(members, others), "held_out": held}}
+    out: dict[str, Any] = {"membership": {**membership(member_losses, others), "held_out": held}}
     if canaries:
         out["canaries"] = exposures(task, model, canaries, cfg, device, dtype)
     return out
@@ -112,15 +121,15 @@ def exposures(task: Any, model: torch.nn.Module, canaries: list[Any], cfg: Any, 
 
 
 def run(task: Any, model: torch.nn.Module, encoded: dict[str, list[Any]], cfg: Any, device: torch.device,
-        dtype: torch.dtype | None, note: Any, rows: dict[str, list[dict[str, Any]]] | None = None
-        ) -> dict[str, Any] | None:
+        dtype: torch.dtype | None, note: Any, rows: dict[str, list[dict[str, Any]]] | None = None,
+        scored: Scores | None = None) -> dict[str, Any] | None:
     """After training (unless eval.audit: false): the audit, its lines in the run log."""
     if not cfg.eval.audit:
         return None
     from ..data.canaries import make
 
     found = audit(task, model, encoded, cfg, device, dtype, make(cfg.privacy.canaries, cfg.train.seed, cfg.name),
-                  rows)
+                  rows, scored)
     for line in audit_lines(found):
         note(line)
     return found

@@ -101,7 +101,13 @@ def set_dropout(model: nn.Module, p: float) -> None:
 def mean_pooled(model: nn.Module, input_ids: Any, attention_mask: Any) -> Any:
     """(B, H) float sentence embeddings: the last hidden layer averaged over the real tokens (what
     sentence-transformers' MiniLM does), through the task head's model (it returns hidden states)."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    return pooled_hidden(model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True),
+                         attention_mask)
+
+
+def pooled_hidden(out: Any, attention_mask: Any) -> Any:
+    """mean_pooled of a forward already run with output_hidden_states: a classifier's evaluation gets its
+    logits and the linear probe's embeddings from one pass (tasks/classification.py)."""
     hidden = out.hidden_states[-1].float()                          # (B, T, H)
     mask = attention_mask.unsqueeze(-1).float()
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)        # (B, H)

@@ -31,12 +31,14 @@ def base_and_baselines(prep: Prepared, method: Any, model: torch.nn.Module, devi
                  "same settings before; read from its cache")
         return found["base"], found["base_rows"], found["baselines"]
     base, base_rows, baseline_rows = None, {}, {}
+    probed = bool(cfg.eval.baselines and sets) and engine.size == 1  # a lone forward on one rank would hang
+    features: dict[str, Any] | None = {} if probed and not method.scratch else None  # scratch: no pretrained features
     if cfg.eval.base:
-        base, base_rows = evaluate_sets(task, model, sets, cfg, device, dtype, engine)
-    if cfg.eval.baselines and sets and engine.size == 1:  # a lone forward on one rank would hang
+        base, base_rows = evaluate_sets(task, model, sets, cfg, device, dtype, engine, features)
+    if probed:
         t0 = time.perf_counter()
         baseline_rows = task.baselines(None if method.scratch else model, prep.encoded["train"], sets,
-                                       cfg.eval.batch_size, device, dtype)  # scratch: no pretrained features
+                                       cfg.eval.batch_size, device, dtype, features)
         if baseline_rows:
             log.note(f"baselines ({', '.join(baseline_rows)}) in {time.perf_counter() - t0:.1f}s")
     evalcache.write(digest, {"base": base, "base_rows": base_rows, "baselines": baseline_rows})
@@ -44,16 +46,23 @@ def base_and_baselines(prep: Prepared, method: Any, model: torch.nn.Module, devi
 
 
 def evaluate_sets(task: Any, model: torch.nn.Module, sets: dict[str, list[Any]], cfg: Config, device: torch.device,
-                   dtype: torch.dtype | None, engine: Engine = SINGLE
+                   dtype: torch.dtype | None, engine: Engine = SINGLE, features: dict[str, Any] | None = None
                    ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """(metrics, per-example rows) of each split. On several processes the split is evaluated in shares and
-    gathered, without per-example rows (the report then has no slices, paired tests or intervals)."""
+    gathered, without per-example rows (the report then has no slices, paired tests or intervals).
+    `features` (one process): filled with each split's `embed` features where the task takes them from the
+    same forward, for the linear probe (the base model's evaluation: no second pass over the same sets)."""
     metrics, rows = {}, {}
     for name, ex in sets.items():
         if engine.size > 1:
             metrics[name] = engine.evaluate(task, model, ex, cfg.eval.batch_size, device, dtype)
             continue
-        metrics[name], r = task.evaluate_rows(model, ex, cfg.eval.batch_size, device, dtype)
+        if features is None:
+            metrics[name], r = task.evaluate_rows(model, ex, cfg.eval.batch_size, device, dtype)
+        else:
+            metrics[name], r, feats = task.evaluate_rows_embedded(model, ex, cfg.eval.batch_size, device, dtype)
+            if feats is not None:
+                features[name] = feats
         if r is not None:
             rows[name] = r
     return metrics, rows

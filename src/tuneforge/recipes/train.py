@@ -307,10 +307,9 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
     headscale.fold(model)  # privacy.dp.standardize_head: the plain head from here on (evaluated, saved)
 
     final, final_rows = evaluate_sets(task, model, eval_sets(prep), cfg, device, dtype, engine)
-    final["train"] = engine.evaluate(task, model, prep.encoded["train"][:TRAIN_PROBE], cfg.eval.batch_size,
-                                     device, dtype)
-    results["audit"] = memorization.run(task, model, prep.encoded, cfg, device, dtype, log.note, final_rows) \
-        if engine.size == 1 else None  # eval.audit: membership inference, canary exposure
+    final["train"], scored = train_probe(prep, model, device, dtype, engine)
+    results["audit"] = memorization.run(task, model, prep.encoded, cfg, device, dtype, log.note, final_rows,
+                                        scored) if engine.size == 1 else None  # membership inference, canaries
     results.update({"final": final, "training": _training_summary(outcome, model), "history": outcome.state.history,
                     "notes": log.notes})
     forgetting, weights = None, None
@@ -342,6 +341,21 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
     results["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
     write_outputs(run_dir, results)
     return results
+
+
+def train_probe(prep: Prepared, model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None,
+                engine: Engine = SINGLE) -> tuple[dict[str, Any], memorization.Scores | None]:
+    """final["train"], the first TRAIN_PROBE training examples' metrics, and (one process, eval.audit) the
+    memorization audit's member losses (example_nll) from the same pass when the members lead the probe, as
+    they do unless canaries were planted among them; else None and the audit scores its members itself.
+    Sentiment example, one core: 6.7 s → 4.5 s. The members keep their own batches, so the audit is
+    bit-identical; the probe's loss then sums two shares (1.098493 → 1.098495 there, the rest unchanged)."""
+    cfg, task, train = prep.cfg, prep.task, prep.encoded["train"]
+    probe = train[:TRAIN_PROBE]
+    scored = memorization.members(train) if cfg.eval.audit and engine.size == 1 else []
+    if not scored or len(scored) > len(probe) or any(a is not b for a, b in zip(scored, probe)):
+        return engine.evaluate(task, model, probe, cfg.eval.batch_size, device, dtype), None
+    return task.evaluate_and_score(model, probe, len(scored), cfg.eval.batch_size, device, dtype)
 
 
 def consolidated(prep: Prepared, method: Any, weights: dict[str, torch.Tensor]) -> torch.nn.Module:

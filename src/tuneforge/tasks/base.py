@@ -329,6 +329,22 @@ class Task(ABC):
         (evaluation/memorization.py; the mean is sum / units). None: the audit has nothing to score."""
         return None
 
+    def evaluate_and_score(self, model: nn.Module, examples: list[Any], scored: int, batch_size: int,
+                           device: torch.device, dtype: torch.dtype | None) -> tuple[dict[str, Any], Any]:
+        """`evaluate`'s metrics on `examples` and `example_nll` of examples[:scored] (the final train probe and
+        the audit's members), from one pass where the task can: the audit's scores must come out as
+        example_nll's own (default: the two passes)."""
+        return (self.evaluate(model, examples, batch_size, device, dtype),
+                self.example_nll(model, examples[:scored], batch_size, device, dtype))
+
+    def evaluate_rows_embedded(self, model: nn.Module, examples: list[Any], batch_size: int,
+                               device: torch.device, dtype: torch.dtype | None
+                               ) -> tuple[dict[str, Any], list[dict[str, Any]] | None, Any | None]:
+        """`evaluate_rows` and `embed`'s features of the same examples, from one forward where the task can
+        (the base evaluation and the linear probe read the same sets through the same model); None: no
+        features taken, the probe embeds them itself."""
+        return (*self.evaluate_rows(model, examples, batch_size, device, dtype), None)
+
     @classmethod
     def tally(cls, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         """Per-example additive columns ({name: (n,) array}) whose sums `summarize` turns into the metrics."""
@@ -375,6 +391,8 @@ class Task(ABC):
         return None
 
     def baselines(self, model: nn.Module, train: list[Any], eval_sets: dict[str, list[Any]], batch_size: int,
-                  device: torch.device, dtype: torch.dtype | None) -> dict[str, dict[str, list[dict[str, Any]]]]:
-        """{baseline name: {split: rows}}: simple predictors to beat, scored like the model (evaluation/)."""
+                  device: torch.device, dtype: torch.dtype | None, features: dict[str, Any] | None = None
+                  ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """{baseline name: {split: rows}}: simple predictors to beat, scored like the model (evaluation/).
+        `features`: eval sets' `embed` features of `model` already taken (evaluate_rows_embedded)."""
         return {}
