@@ -95,8 +95,6 @@ class DPConfig:
     max_grad_norm: float = _f(1.0, lo=0, doc="each example's gradient is clipped to this L2 norm before noise")
     accountant: Literal["prv", "rdp"] = _f("prv", doc="Opacus privacy accountant that turns noise, sampling rate "
                                            "and steps into ε")
-    standardize_head: bool = _f(True, doc="the task head reads its input standardized by public reference texts' "
-                                          "mean and std (no privacy cost), folded into a plain head at the end")
 
 
 @dataclass

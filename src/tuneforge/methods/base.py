@@ -35,7 +35,7 @@ class Method(ABC):
     default_lr: ClassVar[float] = 1e-4  # a conventional learning rate (compare uses it across families)
     config_keys: ClassVar[tuple[str, ...]] = ()  # the method.* settings it reads (its advice and the card name them)
     peft_format: ClassVar[bool] = False  # model/ is a PEFT adapter (PEFT's Auto classes, pipeline() and vLLM load it)
-    # what the task's load_model changed in the base (train.pooling's zeroed query) is saved with the run: in
+    # what the task's edit_start changed in the base (train.pooling's zeroed query) is saved with the run: in
     # the whole model, or (LoRA) whole in the adapter; an add-on saved without it would load onto the unchanged base
     saves_base_edits: ClassVar[bool] = True
     dp_problem: ClassVar[str | None] = None  # why privacy.dp (Opacus per-example gradients) cannot train it

@@ -39,7 +39,7 @@ from ..methods.base import count_parameters, weight_bytes
 from ..models import loading
 from ..runs import card, modeldir, reading, rundir
 from ..tasks import task_class
-from ..training import distributed, dp, headfirst, headscale
+from ..training import distributed, dp, headfirst
 from ..training.checkpoint import Checkpointer, write_failure
 from ..training.device import autocast_dtype, pick_device, seed_everything, set_threads
 from ..training.distributed import SINGLE, Engine
@@ -230,8 +230,6 @@ def start(prep: Prepared, method: Any, log: RunLog, engine: Engine = SINGLE, pri
     headfirst.check(model, task, cfg.train.head_epochs, engine.size)  # what trains in its head phase
     if not engine.sharded:
         model = model.to(device)  # FSDP puts each shard on its device itself
-    if private is not None and cfg.privacy.dp.standardize_head and task.has_head:  # DP: no sharding
-        log.note(headscale.standardize(model, task, cfg.data.max_length, device, dtype))
     log.note(f"loaded {cfg.model} in {time.perf_counter() - t_load:.1f}s; method {method.name}: "
              + _param_line(model))
     if engine.size > 1:
@@ -304,7 +302,6 @@ def _train_and_evaluate(prep: Prepared, method: Any, ready: Ready, run_dir: Path
                   device, dtype, regularizer=guard.regularizer, checkpointer=checkpointer,
                   eval_batch_size=cfg.eval.batch_size, directions=task.metrics, engine=engine, private=ready.private)
     results["privacy"] = dp.results(ready.private, outcome.state.step)
-    headscale.fold(model)  # privacy.dp.standardize_head: the plain head from here on (evaluated, saved)
 
     final, final_rows = evaluate_sets(task, model, eval_sets(prep), cfg, device, dtype, engine)
     final["train"], scored = train_probe(prep, model, device, dtype, engine)
