@@ -81,7 +81,8 @@ def test_one_forward_gives_the_base_evaluation_and_the_probe_embeddings(run: tup
 
 def test_the_base_evaluation_embeds_the_eval_sets_once(run: tuple[Prepared, Any, torch.nn.Module], tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """base_and_baselines: the probe embeds only its training sample; what it reports is the two-pass result."""
+    """base_and_baselines: the probe embeds only its training sample, the adapters are off, and what it reports
+    is the two-pass result with them on, bit for bit."""
     prep, method, model = run
     monkeypatch.setattr(evalcache, "hub_cache", lambda: tmp_path / "hub")
     task, sets, bs = prep.task, eval_sets(prep), prep.cfg.eval.batch_size
@@ -91,9 +92,13 @@ def test_the_base_evaluation_embeds_the_eval_sets_once(run: tuple[Prepared, Any,
     embed = ClassificationTask.embed
     monkeypatch.setattr(ClassificationTask, "embed", lambda self, m, ex, *a: embedded.append(len(ex)) or
                         embed(self, m, ex, *a))
+    switched: list[bool] = []  # LoRA's fresh adapters add exact zeros: the base passes run with them off
+    off = method.adapters_off
+    monkeypatch.setattr(method, "adapters_off", lambda m: switched.append(True) or off(m))
     log = RunLog(None, tensorboard=False, quiet=True)
     base, base_rows, baselines = base_and_baselines(prep, method, model, CPU, None, log, SINGLE)
     assert embedded == [len(prep.encoded["train"])]  # the probe's sample: every training example here
+    assert switched == [True]
     assert _same(base, metrics) and _same(base_rows, rows) and _same(baselines, probes)
 
 

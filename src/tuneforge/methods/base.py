@@ -38,6 +38,8 @@ class Method(ABC):
     # what the task's edit_start changed in the base (train.pooling's zeroed query) is saved with the run: in
     # the whole model, or (LoRA) whole in the adapter; an add-on saved without it would load onto the unchanged base
     saves_base_edits: ClassVar[bool] = True
+    # before the first step its adapters add exactly zero, so `adapters_off` computes bitwise the same (faster)
+    starts_as_base: ClassVar[bool] = False
     dp_problem: ClassVar[str | None] = None  # why privacy.dp (Opacus per-example gradients) cannot train it
 
     @abstractmethod

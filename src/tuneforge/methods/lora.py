@@ -27,6 +27,7 @@ class LoraMethod(Method):
     frozen_base = True  # the base never updates: speed.lean_frozen_weights may store it in bf16
     default_lr = 1e-3  # full fine-tuning's 1e-4 barely moves LoRA
     peft_format = True
+    starts_as_base = True  # PEFT initialises B = 0: x @ A @ B adds exact zeros
     config_keys = ("r", "alpha", "dropout", "targets", "rslora", "modules_to_save")
     use_dora = False
 
@@ -94,6 +95,7 @@ class DoraMethod(LoraMethod):
 
     name = "dora"
     use_dora = True
+    starts_as_base = False  # W·m/‖W‖ at init equals W only up to rounding
     # measured: Opacus's functorch fallback calls peft's DoraLinearLayer without the keyword arguments it needs
     dp_problem = "its magnitude layer has no per-example gradients in Opacus (peft 0.17+); use method.name: lora"
 

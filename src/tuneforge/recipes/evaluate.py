@@ -2,8 +2,9 @@
 evaluation/evalcache.py), each split's metrics and rows, and a continued run's pretrained start."""
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ContextManager
 
 import torch
 
@@ -33,16 +34,26 @@ def base_and_baselines(prep: Prepared, method: Any, model: torch.nn.Module, devi
     base, base_rows, baseline_rows = None, {}, {}
     probed = bool(cfg.eval.baselines and sets) and engine.size == 1  # a lone forward on one rank would hang
     features: dict[str, Any] | None = {} if probed and not method.scratch else None  # scratch: no pretrained features
-    if cfg.eval.base:
-        base, base_rows = evaluate_sets(task, model, sets, cfg, device, dtype, engine, features)
-    if probed:
-        t0 = time.perf_counter()
-        baseline_rows = task.baselines(None if method.scratch else model, prep.encoded["train"], sets,
-                                       cfg.eval.batch_size, device, dtype, features)
-        if baseline_rows:
-            log.note(f"baselines ({', '.join(baseline_rows)}) in {time.perf_counter() - t0:.1f}s")
+    with as_started(method, model):
+        if cfg.eval.base:
+            base, base_rows = evaluate_sets(task, model, sets, cfg, device, dtype, engine, features)
+        if probed:
+            t0 = time.perf_counter()
+            baseline_rows = task.baselines(None if method.scratch else model, prep.encoded["train"], sets,
+                                           cfg.eval.batch_size, device, dtype, features)
+            if baseline_rows:
+                log.note(f"baselines ({', '.join(baseline_rows)}) in {time.perf_counter() - t0:.1f}s")
     evalcache.write(digest, {"base": base, "base_rows": base_rows, "baselines": baseline_rows})
     return base, base_rows, baseline_rows
+
+
+def as_started(method: Any, model: torch.nn.Module) -> ContextManager[Any]:
+    """Where the method's fresh adapters add exactly nothing (LoRA's B = 0), the model with them switched off:
+    bitwise the same outputs without their work. Sentiment example (MiniLM, LoRA r=8 on every linear layer,
+    bf16, 2 cores): embedding the 1,080 training reviews for the linear probe 3.82-3.98 s with them on,
+    2.74-2.78 s off, features equal."""
+    switch = method.adapters_off(model) if method.starts_as_base else None
+    return switch if switch is not None else contextlib.nullcontext()
 
 
 def evaluate_sets(task: Any, model: torch.nn.Module, sets: dict[str, list[Any]], cfg: Config, device: torch.device,
