@@ -136,8 +136,8 @@ def pool_by_mean(model: nn.Module) -> str:
     block's query projection is zeroed, so every attention score there is equal and each token attends
     uniformly to the real tokens the mask (and, in a decoder, causality) lets it see. The model stays a
     plain Hugging Face classifier. Why: all-MiniLM-L6-v2 was trained for mean pooling, and its pooled [CLS]
-    barely tells reviews apart (a logistic-regression probe on the sentiment example: pooled [CLS] 0.72,
-    this [CLS] 0.93, measured). Returns the zeroed module's name (a PEFT method must save it with its
+    barely tells reviews apart: a standardized logistic-regression probe on the head's input (BERT's pooler
+    output) scores 0.773 on the sentiment example's test reviews, 0.913 after this (measured). Returns the zeroed module's name (a PEFT method must save it with its
     adapter, since the base it loads onto still has the original query)."""
     name, query = last_query(model)
     with torch.no_grad():
