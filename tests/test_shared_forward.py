@@ -151,3 +151,15 @@ def test_a_head_task_reads_its_slice_in_the_shared_forward(run: tuple[Prepared, 
     assert _same(shared_metrics, metrics) and _same(shared_rows, rows)
     assert len(rows[0]["logits"]) == len(task.labels)
     assert np.array_equal(features, task.embed(model, ex, bs, CPU, None))
+
+
+def test_a_scratch_run_gets_the_majority_baseline_and_no_probe(run: tuple[Prepared, Any, torch.nn.Module],
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """method scratch: random weights have no pretrained features to probe (found by `tuneforge compare`,
+    whose scratch row crashed embedding with no model); the majority class stays, the base evaluation too."""
+    prep, _, model = run
+    monkeypatch.setattr(evalcache, "hub_cache", lambda: tmp_path / "hub")
+    scratch = get_method("scratch")
+    log = RunLog(None, tensorboard=False, quiet=True)
+    base, _, baselines = base_and_baselines(prep, scratch, model, CPU, None, log, SINGLE)
+    assert list(baselines) == ["majority class"] and set(base) == set(eval_sets(prep))

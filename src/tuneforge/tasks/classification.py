@@ -351,7 +351,7 @@ class ClassificationTask(TextTask):
         out = {"majority class": {s: self.prediction_rows(ex, np.tile(majority, (len(ex), 1)))
                                   for s, ex in eval_sets.items()}}
         sample = [train[i] for i in probe_sample(len(train), seed=0)]
-        if len({e.label for e in sample}) > 1:
+        if model is not None and len({e.label for e in sample}) > 1:  # None (scratch): no pretrained features
             given = features or {}
             feats = {s: given[s] if s in given else self.embed(model, ex, batch_size, device, dtype)
                      for s, ex in eval_sets.items()}
