@@ -93,12 +93,16 @@ def test_the_base_evaluation_embeds_the_eval_sets_once(run: tuple[Prepared, Any,
     monkeypatch.setattr(ClassificationTask, "embed", lambda self, m, ex, *a: embedded.append(len(ex)) or
                         embed(self, m, ex, *a))
     switched: list[bool] = []  # LoRA's fresh adapters add exact zeros: the base passes run with them off
+    for name, param in model.named_parameters():  # a frozen modules_to_save copy (train.pooling's query) stays
+        if "modules_to_save" in name:             # frozen: PEFT's switch back on would make it trainable
+            monkeypatch.setattr(param, "requires_grad", False)
     off = method.adapters_off
     monkeypatch.setattr(method, "adapters_off", lambda m: switched.append(True) or off(m))
     log = RunLog(None, tensorboard=False, quiet=True)
     base, base_rows, baselines = base_and_baselines(prep, method, model, CPU, None, log, SINGLE)
     assert embedded == [len(prep.encoded["train"])]  # the probe's sample: every training example here
     assert switched == [True]
+    assert all(not p.requires_grad for n, p in model.named_parameters() if "modules_to_save" in n)  # as before
     assert _same(base, metrics) and _same(base_rows, rows) and _same(baselines, probes)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 from torch import nn
 
@@ -69,7 +69,7 @@ class LoraMethod(Method):
 
     def adapters_off(self, model: nn.Module) -> ContextManager[Any]:
         """PEFT's own switch (LoRA, DoRA and modules_to_save all compute the base while it is on)."""
-        return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+        return _keeping_trainable(model) if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
     @classmethod
     def overfit_advice(cls, cfg: "MethodConfig | None") -> list[str]:
@@ -98,6 +98,20 @@ class DoraMethod(LoraMethod):
     starts_as_base = False  # W·m/‖W‖ at init equals W only up to rounding
     # measured: Opacus's functorch fallback calls peft's DoraLinearLayer without the keyword arguments it needs
     dp_problem = "its magnitude layer has no per-example gradients in Opacus (peft 0.17+); use method.name: lora"
+
+
+@contextlib.contextmanager
+def _keeping_trainable(model: Any) -> Iterator[None]:
+    """PEFT's disable_adapter, and afterwards every parameter trainable or frozen as before: switching back on,
+    PEFT makes each modules_to_save copy trainable again, train.pooling's frozen query included (found when
+    the base evaluation ran with the adapters off and that query then trained)."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        with model.disable_adapter():
+            yield
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
 
 
 def lora_targets(model: nn.Module, targets: str | list[str]) -> str | list[str]:
