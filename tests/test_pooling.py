@@ -23,21 +23,20 @@ def keep_torch_threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("make, auto", [(make_tiny_bert, "AutoModelForSequenceClassification"),
-                                        (make_tiny_llama, "AutoModelForSequenceClassification")])
-def test_the_read_token_attends_uniformly_to_the_text(tmp_path: Path, make: Any, auto: str) -> None:
+@pytest.mark.parametrize("make", [make_tiny_bert, make_tiny_llama])
+def test_the_read_token_attends_uniformly_to_the_text(tmp_path: Path, make: Any) -> None:
     """After pool_by_mean the last layer's attention of every query is uniform over the real tokens it may see
     (the mask; a decoder's causality too), and the other layers are untouched."""
-    import transformers
+    from transformers import AutoModelForSequenceClassification
 
-    model = getattr(transformers, auto).from_pretrained(str(make(tmp_path / "m")), num_labels=2,
-                                                        attn_implementation="eager").eval()
+    model = AutoModelForSequenceClassification.from_pretrained(str(make(tmp_path / "m")), num_labels=2,
+                                                               attn_implementation="eager").eval()
     ids = torch.tensor([[5, 9, 12, 7, 3, 8], [5, 11, 4, 0, 0, 0]])
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
     model.config.pad_token_id = 0
     before = model(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
     name = anatomy.pool_by_mean(model)
-    assert name.endswith(("query", "q_proj")) and name.split(".")[-3] in ("1", "attention")
+    assert name.endswith(("query", "q_proj")) and ".1." in name  # the last of the tiny model's 2 layers
     after = model(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
     assert torch.equal(before[0], after[0])
     last = after[-1]                                                      # (B, heads, T, T)

@@ -192,7 +192,7 @@ class EvalConfig:
     samples: int = _f(5, lo=0, doc="examples kept in eval.json and the report (instruction: sample generations; "
                       "classification: the most confident mistakes; token_classification: mistakes)")
     # 32, not 64: on 2 CPU cores (bf16) evaluating 512 sentiment reviews took 1.40-1.55 s at 32 against 1.69-1.80 s
-    # at 64 on MiniLM, and 192 on SmolLM2 4.7-5.2 s against 6.5-8.3 s (16 was no faster than 32); raise it on a GPU
+    # at 64 on MiniLM, and 192 on SmolLM2 4.7-5.2 s against 6.5-8.3 s (16: within noise of 32); raise it on a GPU
     batch_size: int = _f(32, lo=1, doc="evaluation batch size (on a GPU, larger is faster)")
     bootstrap: int = _f(1000, lo=0, hi=100000, doc="bootstrap resamples for the 95% intervals and paired tests "
                         "(0: none)")

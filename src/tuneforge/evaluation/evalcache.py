@@ -10,8 +10,8 @@ The key is what those numbers are a function of, read from the objects rather th
   computes the numbers is a new key, also without a version bump).
 Entries are JSON files under hub_cache()/tuneforge-evals/ (written atomically); one that cannot be read is
 recomputed, and a cache that cannot be written only costs the speed-up. The key costs 0.07-0.13 s on MiniLM and
-0.4-0.7 s on SmolLM2 (measured on 2 idle cores, weights and examples hashed), against the 11 s (bf16) to 23 s
-(fp32) the sentiment example's base evaluation and baselines take.
+0.4-0.7 s on SmolLM2 (measured on 2 idle cores, weights and examples hashed), against the 6.4 s the sentiment
+example's base evaluation and baselines take as a run's first forwards (bf16, 2 idle cores; 4.7-4.8 s warm).
 """
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ def last_query(model: nn.Module) -> tuple[str, nn.Linear]:
     blocks = transformer_blocks(model)
     if blocks is None:
         raise TuneforgeError(f"{type(unwrap(model)).__name__} has no transformer block list to pool in")
-    last = blocks[len(blocks) - 1]
+    last = blocks[-1]
     found = [(n, m) for n, m in last.named_modules() if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] in QUERY_NAMES]
     if len(found) != 1:
         raise TuneforgeError(f"`train.pooling: mean` needs a separate query projection ({' | '.join(QUERY_NAMES)}) "

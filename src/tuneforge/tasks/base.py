@@ -394,5 +394,5 @@ class Task(ABC):
                   device: torch.device, dtype: torch.dtype | None, features: dict[str, Any] | None = None
                   ) -> dict[str, dict[str, list[dict[str, Any]]]]:
         """{baseline name: {split: rows}}: simple predictors to beat, scored like the model (evaluation/).
-        `features`: eval sets' `embed` features of `model` already taken (evaluate_rows_embedded)."""
+        `model` None (scratch): no pretrained features, so no baseline that reads them. `features`: eval sets' `embed` features of `model` already taken (evaluate_rows_embedded)."""
         return {}
