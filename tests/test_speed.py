@@ -12,8 +12,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from tuneforge.config import MethodConfig
 from tuneforge.methods import get_method
-from tuneforge.training.speed import (LeanDropout, compile_blocks, lean_frozen_weights, lean_lora_dropout,
-                                     lean_lora_inputs, optimize_for_training, should_compile, transformer_blocks)
+from tuneforge.training.speed import (compile_blocks, lean_frozen_weights, lean_lora_inputs, optimize_for_training,
+                                     should_compile, transformer_blocks)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,33 +80,6 @@ def test_optimize_for_training_on_cpu_touches_neither_weights_nor_fp32_runs():
     notes = optimize_for_training(model, get_method("lora"), torch.device("cpu"), torch.bfloat16, "none")
     assert len(notes) == 1 and "LoRA inputs" in notes[0]
     assert all(p.dtype == torch.float32 for p in model.parameters())  # bf16 storage is for CUDA only
-
-
-def test_lean_dropout_gives_nn_dropouts_values_and_gradients_and_keeps_a_bool_mask():
-    x = torch.randn(8, 32, requires_grad=True)
-    torch.manual_seed(3)
-    ref = torch.nn.Dropout(0.1)(x)
-    torch.manual_seed(3)
-    lean = LeanDropout(0.1)(x)
-    assert torch.equal(ref, lean) and (lean == 0).any()  # same RNG stream, same scaling
-    saved = [getattr(lean.grad_fn, k) for k in dir(lean.grad_fn) if k.startswith("_saved_")]
-    assert [t.dtype for t in saved if isinstance(t, torch.Tensor)] == [torch.bool]  # nn.Dropout: float32 noise
-    g = torch.randn_like(x)
-    assert torch.equal(torch.autograd.grad(ref, x, g)[0], torch.autograd.grad(lean, x, g)[0])
-    assert torch.equal(LeanDropout(0.1).eval()(x), x)
-
-
-def test_lean_lora_dropout_swaps_every_lora_dropout_and_keeps_the_loss():
-    ids = torch.randint(3, 300, (2, 16))
-    ref, lean = lora(tiny_llama(), dropout=0.2), lora(tiny_llama(), dropout=0.2)
-    assert lean_lora_dropout(lean) == 2 * 7 and lean_lora_dropout(lean) == 0
-    assert lean_lora_dropout(lora(tiny_llama())) == 0  # dropout 0: PEFT's Identity stays
-    torch.manual_seed(5)
-    loss_ref, grads_ref = trainable_grads(ref, ids, bf16=False)
-    torch.manual_seed(5)
-    loss_lean, grads_lean = trainable_grads(lean, ids, bf16=False)
-    assert loss_ref == loss_lean
-    assert_grads_close(grads_ref, grads_lean, atol=0, rtol=0)
 
 
 def test_transformer_blocks_finds_the_decoder_layers_through_peft():

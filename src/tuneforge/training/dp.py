@@ -34,6 +34,7 @@ from torch import nn
 
 from ..errors import TuneforgeError
 from .device import autocast
+from .dropout import cpu_dropout
 from .loop import Plan, make_plan
 
 AUTO_DELTA = 10  # δ auto = 1 / (AUTO_DELTA × n): well below 1/n, the usual rule
@@ -185,7 +186,7 @@ class Private:
                 p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
         for k, piece in enumerate(pieces):
             batch = task.collate(train, piece, device)
-            with autocast(device, dtype):
+            with autocast(device, dtype), cpu_dropout(device):
                 loss = task.private_loss(model, batch)
             loss.backward()
             loss_sum += loss.detach().float() * len(piece)

@@ -25,6 +25,7 @@ from ..config import TrainConfig
 from ..errors import TuneforgeError
 from .device import autocast, seed_everything
 from .distributed import SINGLE, Engine
+from .dropout import cpu_dropout
 from .headfirst import head_first
 from .runlog import RunLog
 from .validation import Validation
@@ -121,7 +122,7 @@ def accumulate(model: nn.Module, task: Trainable, train: list[Any], group: list[
             share = len(piece) / len(mine) * weight if engine.size == 1 else \
                 engine.share(task.loss_units(batch), weight)
             with engine.accumulating(last=k == len(group) - 1 and start + size >= len(mine)):
-                with autocast(device, dtype):
+                with autocast(device, dtype), cpu_dropout(device):
                     loss = engine.loss(task, model, batch)
                 if regularizer is not None:
                     loss = loss + regularizer()

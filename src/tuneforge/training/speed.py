@@ -8,10 +8,10 @@ Measured levers (bench/README.md has the numbers):
 - lean frozen weights: with bf16 autocast, a frozen base's Linear weights (LoRA, DoRA, adapters) are stored
   in bf16. Autocast would otherwise re-cast every fp32 weight on every forward pass; the frozen weights
   never receive an update, so their fp32 copy buys nothing but memory and bandwidth.
-- lean LoRA dropout: on CPU, `nn.Dropout` (aten `_dropout_impl`) multiplies by a noise tensor in the input's
-  dtype and autograd keeps that fp32 noise for the backward pass: 4 bytes per element of every LoRA layer's
-  input (MiniLM: 6 per block). `torch.native_dropout` (what CUDA runs) gives bit-identical outputs from the
-  same RNG stream and keeps a 1-byte bool mask. Measured in bench/README.md ("LoRA's extra memory").
+- cheap dropout masks on CPU (training/dropout.py, applied by the loop around each training forward): the
+  masks' random draws were a third of a MiniLM step, and `nn.Dropout` kept an fp32 noise tensor for the
+  backward pass (4 bytes per element of every LoRA layer's input); the cheap mask is drawn 4 lanes per
+  int64 and kept as 1-byte bools. Measured in bench/README.md.
 - regional compilation: torch.compile on each transformer block (they share one code object, so the block
   compiles once and is reused), which fuses the element-wise work between the matmuls. It pays on CUDA; on
   a 2-core CPU compiling took longer (174 s) than a whole MiniLM LoRA run, so `auto` leaves CPUs alone.
@@ -60,39 +60,6 @@ def lean_lora_inputs(model: nn.Module) -> int:
     return len(layers)
 
 
-class LeanDropout(nn.Module):
-    """Dropout that keeps a bool mask for the backward pass (`torch.native_dropout`), not an fp32 noise
-    tensor; same values, same RNG stream as `nn.Dropout` (tests/test_speed.py checks both)."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        return torch.native_dropout(x, self.p, True)[0]
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-def lean_lora_dropout(model: nn.Module) -> int:
-    """Swap PEFT's LoRA-input `nn.Dropout`s for LeanDropout; returns how many. The saved adapter is unchanged
-    (dropout has no weights; adapter_config.json keeps lora_dropout)."""
-    n = 0
-    for module in model.modules():
-        dropouts = getattr(module, "lora_dropout", None)
-        if not isinstance(dropouts, nn.ModuleDict):
-            continue
-        for name, d in list(dropouts.items()):
-            if type(d) is nn.Dropout and 0.0 < d.p < 1.0:
-                dropouts[name] = LeanDropout(d.p)
-                dropouts[name].train(d.training)
-                n += 1
-    return n
-
-
 def compile_blocks(model: nn.Module, mode: str | None = None) -> int:
     """torch.compile each transformer block in place (`mode` as torch.compile's); returns how many."""
     blocks = transformer_blocks(model)
@@ -121,8 +88,6 @@ def optimize_for_training(model: nn.Module, method: Any, device: torch.device, d
     notes = []
     if dtype is not None and lean_lora_inputs(model):
         notes.append("speed: LoRA inputs stay in the autocast dtype (no fp32 round trip per layer)")
-    if device.type == "cpu" and lean_lora_dropout(model):  # CUDA's nn.Dropout already keeps a bool mask
-        notes.append("speed: LoRA dropout keeps a 1-byte mask for the backward pass, not an fp32 noise copy")
     if method.frozen_base and device.type == "cuda" and lean:
         saved = lean_frozen_weights(model, dtype)
         if saved:
