@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--off", action="append", default=[], metavar="LEVER",
-                    help="a training/speed.py lever function to turn off for an A/B (e.g. lean_lora_dropout)")
+                    help="a training/speed.py lever function to turn off for an A/B (e.g. lean_lora_inputs)")
     ap.add_argument("--on", action="append", default=[], metavar="LEVER",
                     help="a training/speed.py lever(model, dtype) to apply on top (e.g. lean_frozen_weights on CPU)")
     ap.add_argument("--saved", action="store_true", help="only the MB saved for backward by one forward")
